@@ -1,0 +1,5 @@
+from . import checkpoint  # noqa: F401  (safe resume loader)
+from .hooks import *  # noqa: F401,F403
+from .loops import DiffusionTrainLoop, RandomStateHook
+
+__all__ = ['DiffusionTrainLoop', 'RandomStateHook']

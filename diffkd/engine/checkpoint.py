@@ -1,0 +1,59 @@
+"""Resume without unpickling code.
+
+torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10's
+loader then fails on its own checkpoints (they hold a HistoryBuffer and
+numpy arrays). Rather than switching ``weights_only`` off, which would
+execute whatever a pickle carries, diffkd keeps the safe loader and allows
+exactly the types mmengine training state is made of.
+"""
+import os.path as osp
+import pickle
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+
+def _numpy_globals():
+    core = getattr(np, '_core', None) or np.core
+    names = [core.multiarray._reconstruct, core.multiarray.scalar,
+             np.ndarray, np.dtype]
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        names += [getattr(dtypes, n) for n in dir(dtypes)
+                  if n.endswith('DType')]
+    return names
+
+
+SAFE_GLOBALS = [HistoryBuffer] + _numpy_globals()
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The file holds objects other than tensors and training state."""
+
+
+def safe_torch_load(filename: str, map_location=None):
+    """``torch.load`` that only reconstructs weights and training state."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    if osp.getsize(filename) == 0:
+        raise RuntimeError(f'checkpoint {filename} is empty (0 bytes)')
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f'refused to load {filename}: it holds objects that are neither '
+            f'tensors nor known training state, and diffkd never runs code '
+            f'from a checkpoint ({err})') from err
+    except (RuntimeError, EOFError) as err:
+        raise RuntimeError(
+            f'checkpoint {filename} is corrupt or truncated: {err}') from err
+
+
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def load_from_local(filename, map_location):
+    return safe_torch_load(filename, map_location)

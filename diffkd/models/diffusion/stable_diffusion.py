@@ -1,0 +1,325 @@
+"""Stable Diffusion 1.x/2.x wrapper: one training step of latent diffusion.
+
+The step is split into stages that the distiller reuses unchanged:
+``prepare`` (encode image and prompt, draw noise and timesteps) ->
+``run_unet`` (any UNet on the prepared batch) -> ``task_loss``.
+"""
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+import diffusers
+import torch
+import torch.nn as nn
+from diffusers import (AutoencoderKL, DDPMScheduler, StableDiffusionPipeline,
+                       UNet2DConditionModel)
+from mmengine.logging import print_log
+from mmengine.model import BaseModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from diffkd.registry import MODELS
+from ..losses import compute_snr
+from .loading import load_component
+
+
+@dataclass
+class DiffusionBatch:
+    """Everything a UNet forward and a loss need for one step."""
+    noisy_latents: torch.Tensor
+    timesteps: torch.Tensor
+    target: torch.Tensor
+    encoder_hidden_states: torch.Tensor
+    added_cond_kwargs: Dict[str, torch.Tensor] = field(default_factory=dict)
+    snr: Optional[torch.Tensor] = None
+
+
+def load_scheduler(name_or_path: str, subfolder: str = 'scheduler'):
+    """Instantiate the scheduler class named in the saved config."""
+    config = load_component(DDPMScheduler, name_or_path, subfolder).config
+    cls = getattr(diffusers, config.get('_class_name', 'DDPMScheduler'),
+                  DDPMScheduler)
+    return cls.from_config(config)
+
+
+def build_unet(unet: Union[None, str, dict, nn.Module],
+               model: str) -> UNet2DConditionModel:
+    """A UNet from: None (the pipeline's own), a path/hub id, a dict
+    ``dict(name_or_path=..., subfolder=...)``, or a ready module."""
+    if isinstance(unet, nn.Module):
+        return unet
+    if unet is None:
+        return load_component(UNet2DConditionModel, model, 'unet')
+    if isinstance(unet, str):
+        return load_component(UNet2DConditionModel, unet)
+    if isinstance(unet, dict):
+        unet = dict(unet)
+        name = unet.pop('name_or_path', model)
+        return load_component(UNet2DConditionModel, name,
+                              unet.pop('subfolder', None), **unet)
+    raise TypeError(f'unet must be None, a path, a dict or a module, got '
+                    f'{type(unet).__name__}')
+
+
+def _frozen_children(module: nn.Module) -> List[str]:
+    """Children that hold parameters, none of which is trainable."""
+    names = []
+    for name, child in module.named_children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            names.append(name)
+    return names
+
+
+class FrozenWeightsOutOfCheckpoints:
+    """Mixin: checkpoints hold only the children that train.
+
+    Frozen components (VAE, text encoders, a teacher) are reloaded from their
+    pretrained source when the config is built again, so storing them in
+    every checkpoint would only cost disk and time.
+    """
+
+    def _init_checkpoint_filter(self):
+        self._register_state_dict_hook(self._drop_frozen)
+        self.register_load_state_dict_post_hook(self._ignore_frozen_missing)
+
+    @staticmethod
+    def _drop_frozen(module, state_dict, prefix, local_metadata):
+        for name in _frozen_children(module):
+            start = f'{prefix}{name}.'
+            for key in [k for k in state_dict if k.startswith(start)]:
+                del state_dict[key]
+        return state_dict
+
+    @staticmethod
+    def _ignore_frozen_missing(module, incompatible_keys):
+        frozen = tuple(f'{n}.' for n in _frozen_children(module))
+        missing = incompatible_keys.missing_keys
+        missing[:] = [k for k in missing if not k.startswith(frozen)]
+
+
+@MODELS.register_module()
+class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
+    """Text-to-image latent diffusion with a trainable UNet (SD 1.x/2.x).
+
+    Args:
+        model: hub id or local folder of a diffusers pipeline.
+        unet: where the trained UNet comes from (see :func:`build_unet`).
+        loss: task loss config (``L2Loss``, ``SNRL2Loss``).
+        prediction_type: ``'epsilon'`` or ``'v_prediction'``; default is
+            the scheduler's.
+        noise_offset: std of a per-channel constant added to the noise.
+        finetune_text_encoder: train the text encoder(s) too.
+        gradient_checkpointing: trade compute for memory in the UNet.
+    """
+    text_encoder_names = ('text_encoder', )
+
+    def __init__(self,
+                 model: str,
+                 unet: Union[None, str, dict, nn.Module] = None,
+                 loss: Optional[dict] = None,
+                 prediction_type: Optional[str] = None,
+                 noise_offset: float = 0.0,
+                 finetune_text_encoder: bool = False,
+                 gradient_checkpointing: bool = False,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='DiffusionDataPreprocessor')
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.model = model
+        self.noise_offset = noise_offset
+        self.finetune_text_encoder = finetune_text_encoder
+        self.load_text_components(model)
+        self.vae = load_component(AutoencoderKL, model, 'vae')
+        self.noise_scheduler = load_component(DDPMScheduler, model,
+                                              'scheduler')
+        if prediction_type is not None:
+            if prediction_type not in ('epsilon', 'v_prediction'):
+                raise ValueError(f'prediction_type must be epsilon or '
+                                 f'v_prediction, got {prediction_type!r}')
+            self.noise_scheduler.register_to_config(
+                prediction_type=prediction_type)
+        self.unet = build_unet(unet, model)
+        self.loss_module = MODELS.build(loss or dict(type='L2Loss'))
+
+        self.vae.requires_grad_(False)
+        for name in self.text_encoder_names:
+            getattr(self, name).requires_grad_(finetune_text_encoder)
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+            if finetune_text_encoder:
+                for name in self.text_encoder_names:
+                    getattr(self, name).gradient_checkpointing_enable()
+        self._warned_truncation = False
+        self._init_checkpoint_filter()
+
+    # ------------------------------------------------------------ components
+    def load_text_components(self, model: str):
+        self.tokenizer = load_component(CLIPTokenizer, model, 'tokenizer')
+        self.text_encoder = load_component(CLIPTextModel, model,
+                                           'text_encoder')
+
+    @property
+    def prediction_type(self) -> str:
+        return self.noise_scheduler.config.prediction_type
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def tokenize(self, tokenizer, texts: List[str]) -> torch.Tensor:
+        max_len = tokenizer.model_max_length
+        ids = tokenizer(
+            texts, padding='max_length', max_length=max_len,
+            truncation=False, return_tensors='pt').input_ids
+        if ids.shape[1] > max_len:
+            if not self._warned_truncation:
+                self._warned_truncation = True
+                print_log(
+                    f'a prompt has {ids.shape[1]} tokens; the tokenizer '
+                    f'keeps {max_len}, the rest is truncated',
+                    logger='current',
+                    level=30)
+            ids = self.tokenize_truncated(tokenizer, texts)
+        return ids.to(self.device)
+
+    @staticmethod
+    def tokenize_truncated(tokenizer, texts: List[str]) -> torch.Tensor:
+        return tokenizer(
+            texts, padding='max_length', max_length=tokenizer.model_max_length,
+            truncation=True, return_tensors='pt').input_ids
+
+    def encode_prompt(self, texts: List[str], inputs: Optional[Dict] = None):
+        """Return (encoder_hidden_states, added_cond_kwargs)."""
+        ids = self.tokenize(self.tokenizer, texts)
+        return self.text_encoder(ids)[0], {}
+
+    def encode_images(self, img: torch.Tensor) -> torch.Tensor:
+        # The VAE runs outside autocast in its own (fp32) dtype: SD VAEs
+        # overflow in fp16.
+        with torch.autocast(device_type=img.device.type, enabled=False):
+            latents = self.vae.encode(img.to(
+                self.vae.dtype)).latent_dist.sample()
+        shift = getattr(self.vae.config, 'shift_factor', None) or 0.0
+        return (latents - shift) * self.vae.config.scaling_factor
+
+    # ---------------------------------------------------------------- step
+    def prepare(self, inputs: Dict) -> DiffusionBatch:
+        """Encode, noise and condition one batch (no UNet involved)."""
+        img = inputs['img']
+        with torch.no_grad():
+            latents = self.encode_images(img)
+        noise = torch.randn_like(latents)
+        if self.noise_offset:
+            noise = noise + self.noise_offset * torch.randn(
+                latents.shape[0], latents.shape[1], 1, 1,
+                device=latents.device, dtype=latents.dtype)
+        timesteps = inputs.get('timesteps')
+        if timesteps is None:
+            timesteps = torch.randint(
+                0,
+                self.noise_scheduler.config.num_train_timesteps,
+                (latents.shape[0], ),
+                device=latents.device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        if self.prediction_type == 'epsilon':
+            target = noise
+        elif self.prediction_type == 'v_prediction':
+            target = self.noise_scheduler.get_velocity(
+                latents, noise, timesteps)
+        else:
+            raise ValueError(
+                f'unsupported prediction_type {self.prediction_type!r}')
+        grad = torch.enable_grad() if self.finetune_text_encoder \
+            else torch.no_grad()
+        with grad:
+            hidden, added = self.encode_prompt(list(inputs['text']), inputs)
+        snr = compute_snr(self.noise_scheduler.alphas_cumprod, timesteps)
+        return DiffusionBatch(noisy, timesteps, target, hidden, added, snr)
+
+    @staticmethod
+    def run_unet(unet: nn.Module, batch: DiffusionBatch) -> torch.Tensor:
+        kwargs = {}
+        if batch.added_cond_kwargs:
+            kwargs['added_cond_kwargs'] = batch.added_cond_kwargs
+        return unet(batch.noisy_latents, batch.timesteps,
+                    batch.encoder_hidden_states, **kwargs).sample
+
+    def score(self, pred: torch.Tensor, target: torch.Tensor,
+              batch: DiffusionBatch, loss_module: nn.Module) -> torch.Tensor:
+        return loss_module(
+            pred, target, snr=batch.snr, prediction_type=self.prediction_type)
+
+    def loss(self, inputs: Dict) -> Dict[str, torch.Tensor]:
+        batch = self.prepare(inputs)
+        pred = self.run_unet(self.unet, batch)
+        return {'loss': self.score(pred, batch.target, batch,
+                                   self.loss_module)}
+
+    def forward(self, inputs: Dict, data_samples=None, mode: str = 'loss'):
+        if mode == 'loss':
+            return self.loss(inputs)
+        if mode == 'predict':
+            return self.generate(list(inputs['text']))
+        raise ValueError(f'unsupported mode {mode!r}; use loss or predict')
+
+    # ------------------------------------------------------------- export
+    pipeline_class_name = 'StableDiffusionPipeline'
+
+    def export_pretrained(self, out_dir: str) -> Dict:
+        """Write the trained UNet as a diffusers folder ``out_dir/unet``.
+
+        Returns what a loader needs to rebuild the pipeline around it.
+        """
+        self.unet.save_pretrained(
+            osp.join(out_dir, 'unet'), safe_serialization=True)
+        return dict(base_model=self.model, parts=['unet'])
+
+    # ------------------------------------------------------------ sampling
+    def pipeline(self, unet: Optional[nn.Module] = None):
+        """A diffusers pipeline sharing this model's modules (no copies)."""
+        return StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=unet if unet is not None else self.unet,
+            scheduler=load_scheduler(self.model),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False)
+
+    @torch.no_grad()
+    def generate(self,
+                 prompts: List[str],
+                 seeds: Optional[List[int]] = None,
+                 negative_prompt: Optional[str] = None,
+                 num_inference_steps: int = 25,
+                 guidance_scale: float = 7.5,
+                 height: Optional[int] = None,
+                 width: Optional[int] = None,
+                 unet: Optional[nn.Module] = None,
+                 output_type: str = 'pil'):
+        """Sample one image per prompt; seed ``seeds[i]`` for prompt i."""
+        pipe = self.pipeline(unet)
+        pipe.set_progress_bar_config(disable=True)
+        seeds = seeds if seeds is not None else list(range(len(prompts)))
+        was_training = self.training
+        self.eval()
+        images = []
+        try:
+            for prompt, seed in zip(prompts, seeds):
+                gen = torch.Generator(device='cpu').manual_seed(int(seed))
+                out = pipe(
+                    prompt,
+                    negative_prompt=negative_prompt,
+                    num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale,
+                    height=height,
+                    width=width,
+                    generator=gen,
+                    output_type=output_type)
+                images.append(out.images[0])
+        finally:
+            self.train(was_training)
+        return images

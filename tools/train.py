@@ -1,0 +1,95 @@
+"""Train with an mmengine Runner: ``python tools/train.py CONFIG``.
+
+Also the entry point of ``mim train diffkd CONFIG``.
+"""
+import argparse
+import importlib.util
+import os
+import os.path as osp
+import sys
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+import diffkd  # noqa: F401  (safe resume loader, registries)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a diffkd config')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where logs, checkpoints, samples '
+                        'and exports go (default: ./work_dirs/<config>)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or from the latest one in '
+        'the work dir when no path is given')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed precision (bf16 on CPU or where supported, else fp16)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. train_cfg.max_iters=10')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_config(args) -> Config:
+    if not osp.isfile(args.config):
+        sys.exit(f'error: config file {args.config} does not exist')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        wrapper = cfg.optim_wrapper
+        if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
+            wrapper.type = 'AmpOptimWrapper'
+            bf16 = not torch.cuda.is_available() or \
+                torch.cuda.is_bf16_supported()
+            wrapper.setdefault('dtype', 'bfloat16' if bf16 else 'float16')
+            wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    if not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if importlib.util.find_spec('tensorboard') is not None:
+        backends = cfg.visualizer.setdefault('vis_backends', [])
+        if not any(b.get('type') == 'TensorboardVisBackend'
+                   for b in backends):
+            backends.append(dict(type='TensorboardVisBackend'))
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_config(args)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
