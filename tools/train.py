@@ -59,6 +59,9 @@ def build_config(args) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    # Only trainable parameters go to the optimizer (never a frozen teacher).
+    cfg.optim_wrapper.setdefault('constructor',
+                                 'TrainableParamsOptimWrapperConstructor')
     if args.amp:
         wrapper = cfg.optim_wrapper
         if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':

@@ -1,5 +1,9 @@
 from . import checkpoint  # noqa: F401  (safe resume loader)
 from .hooks import *  # noqa: F401,F403
 from .loops import DiffusionTrainLoop, RandomStateHook
+from .optim import TrainableParamsOptimWrapperConstructor
 
-__all__ = ['DiffusionTrainLoop', 'RandomStateHook']
+__all__ = [
+    'DiffusionTrainLoop', 'RandomStateHook',
+    'TrainableParamsOptimWrapperConstructor'
+]

@@ -225,9 +225,9 @@ class BlockRemoval:
     @staticmethod
     def _student_config(t, down_stages, down_layers, s_down_depth,
                         s_up_depth, mid_type) -> Dict:
-        s = copy.deepcopy(t)
-        for key in ('_class_name', '_diffusers_version', '_name_or_path'):
-            s.pop(key, None)
+        # Private keys (``_use_default_values`` and the like) would make
+        # diffusers ignore the values set here.
+        s = {k: copy.deepcopy(v) for k, v in t.items() if not k.startswith('_')}
         n_t = len(t['down_block_types'])
 
         def pick(key):

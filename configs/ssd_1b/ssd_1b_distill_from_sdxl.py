@@ -1,0 +1,20 @@
+# SSD-1B compressed from SDXL (Segmind, arXiv 2401.02677): the student's
+# layout and initial weights come from the SSD1B recipe applied to the
+# teacher; layer-level KD on every resnet and attention output,
+# loss = task + 0.5 * output KD + 0.5 * feature KD.
+_base_ = [
+    '../_base_/datasets/pokemon_blip_1024.py',
+    '../_base_/schedules/distill_sdxl_bf16.py',
+]
+base_model = 'stabilityai/stable-diffusion-xl-base-1.0'
+model = dict(
+    type='DiffusionDistiller',
+    student=dict(
+        type='StableDiffusionXL',
+        model=base_model,
+        gradient_checkpointing=True),
+    teacher=dict(model=base_model, dtype='bfloat16'),
+    compression=dict(type='SSD1B'),
+    student_init='teacher',
+    features='layers',
+    loss_weights=dict(task=1.0, output=0.5, feature=0.5))

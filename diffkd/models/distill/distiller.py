@@ -1,0 +1,325 @@
+"""Teacher/student distillation around the same diffusion wrapper used for
+fine-tuning.
+
+One step: the student's wrapper prepares the batch (latents, noise,
+timesteps, conditioning); the frozen teacher UNet and the student UNet both
+run on it while their declared feature points are recorded; the loss is
+
+    w_task * task + w_out * KD(student_out, teacher_out)
+                  + w_feat * sum_pairs KD(student_feat, teacher_feat)
+
+with every term (and every pair, unweighted) logged.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from diffusers import UNet2DConditionModel
+from mmengine.logging import print_log
+from mmengine.model import BaseModel
+
+from diffkd.registry import MODELS
+from ..compression import build_compression, init_from_teacher
+from ..compression.student import teacher_name
+from ..diffusion.loading import load_component
+from ..diffusion.stable_diffusion import FrozenWeightsOutOfCheckpoints
+from .recorder import FeatureRecorder, expand_patterns
+
+STUDENT_INITS = ('teacher', 'pretrained', 'random')
+
+
+class DistillConfigError(ValueError):
+    """A teacher/student pair or feature declaration that cannot work."""
+
+
+def _dtype(name: Optional[str]):
+    if name is None:
+        return None
+    if not hasattr(torch, name) or not isinstance(getattr(torch, name),
+                                                  torch.dtype):
+        raise ValueError(f'unknown dtype {name!r}')
+    return getattr(torch, name)
+
+
+@MODELS.register_module()
+class DiffusionDistiller(FrozenWeightsOutOfCheckpoints, BaseModel):
+    """Distil a teacher UNet into a (compressed) student UNet.
+
+    Args:
+        student: config of the student's diffusion wrapper
+            (``StableDiffusion``/``StableDiffusionXL``); its text encoders,
+            VAE and noise schedule serve both UNets.
+        teacher: ``dict(model=..., subfolder='unet', dtype=None)``: where
+            the teacher UNet comes from and the dtype it runs in.
+        compression: a recipe (``dict(type='SSD1B')``) giving the student's
+            architecture and the teacher->student module map; None for a
+            student of the teacher's own architecture.
+        student_init: ``'teacher'`` (weights through the module map),
+            ``'pretrained'`` (``student_pretrained``) or ``'random'``.
+        student_pretrained: ``dict(name_or_path=..., subfolder='unet')``.
+        loss_weights: ``dict(task=, output=, feature=)``.
+        task_loss / output_loss / feature_loss: loss configs.
+        features: preset name or module-path patterns on the student; their
+            teacher partners follow from the module map.
+        pairs: explicit ``[(student_module, teacher_module), ...]`` added to
+            (or, with ``features=None``, instead of) the derived pairs.
+        normalize_features: divide each pair's loss by the teacher feature's
+            mean square, so no single deep block dominates.
+        log_pairs: log every pair's unweighted loss.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher: dict,
+                 compression: Optional[dict] = None,
+                 student_init: str = 'teacher',
+                 student_pretrained: Optional[dict] = None,
+                 loss_weights: Optional[dict] = None,
+                 task_loss: Optional[dict] = None,
+                 output_loss: Optional[dict] = None,
+                 feature_loss: Optional[dict] = None,
+                 features: Union[None, str, Sequence[str]] = 'bk_sdm',
+                 pairs: Optional[Sequence[Tuple[str, str]]] = None,
+                 normalize_features: bool = False,
+                 log_pairs: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(
+            data_preprocessor=data_preprocessor
+            or dict(type='DiffusionDataPreprocessor'),
+            init_cfg=init_cfg)
+        if student_init not in STUDENT_INITS:
+            raise DistillConfigError(f'student_init must be one of '
+                                     f'{STUDENT_INITS}, got {student_init!r}')
+        weights = dict(task=1.0, output=1.0, feature=1.0)
+        unknown = set(loss_weights or {}) - set(weights)
+        if unknown:
+            raise DistillConfigError(f'unknown loss_weights keys {unknown}; '
+                                     f'valid: {sorted(weights)}')
+        weights.update(loss_weights or {})
+        self.loss_weights = weights
+
+        # Teacher: frozen, eval mode, optionally in a lower precision.
+        teacher = dict(teacher)
+        t_model = teacher.pop('model')
+        t_sub = teacher.pop('subfolder', 'unet')
+        self.teacher_dtype = _dtype(teacher.pop('dtype', None))
+        self.teacher = load_component(UNet2DConditionModel, t_model, t_sub,
+                                      **teacher)
+        self.teacher.requires_grad_(False).eval()
+        if self.teacher_dtype is not None:
+            self.teacher.to(self.teacher_dtype)
+        self.teacher_source = t_model
+
+        # Student UNet and its correspondence with the teacher.
+        t_cfg = dict(self.teacher.config)
+        if compression is not None:
+            result = build_compression(compression)(t_cfg)
+            s_cfg, self.module_map = result.student_config, result.module_map
+        else:
+            s_cfg = {k: v for k, v in t_cfg.items() if not k.startswith('_')}
+            self.module_map = {'': ''}
+        unet = self._build_student(s_cfg, student_init, student_pretrained)
+        student = dict(student, unet=unet)
+        self.student = MODELS.build(student)
+
+        self.task_loss = MODELS.build(task_loss or dict(type='L2Loss'))
+        self.output_loss = MODELS.build(output_loss or dict(type='L2Loss'))
+        self.feature_loss = MODELS.build(feature_loss or dict(type='L2Loss'))
+        self.normalize_features = normalize_features
+        self.log_pairs = log_pairs
+
+        self.pairs = self._resolve_pairs(features, pairs)
+        self._check_pair_shapes()
+        self.student_recorder = FeatureRecorder(
+            self.student.unet, [s for s, _ in self.pairs])
+        self.teacher_recorder = FeatureRecorder(
+            self.teacher, list(dict.fromkeys(t for _, t in self.pairs)))
+        self._init_checkpoint_filter()
+        print_log(
+            f'distillation: teacher {t_model} '
+            f'({_count(self.teacher) / 1e6:.2f}M params) -> student '
+            f'({_count(self.student.unet) / 1e6:.2f}M params), '
+            f'{len(self.pairs)} feature pairs, weights {self.loss_weights}',
+            logger='current')
+
+    # ----------------------------------------------------------- building
+    def _build_student(self, s_cfg, init, pretrained) -> nn.Module:
+        if init == 'pretrained':
+            if not pretrained:
+                raise DistillConfigError(
+                    "student_init='pretrained' needs student_pretrained="
+                    "dict(name_or_path=..., subfolder='unet')")
+            pretrained = dict(pretrained)
+            unet = load_component(UNet2DConditionModel,
+                                  pretrained.pop('name_or_path'),
+                                  pretrained.pop('subfolder', None),
+                                  **pretrained)
+            self._check_student_matches(unet, s_cfg)
+            return unet
+        unet = UNet2DConditionModel.from_config(s_cfg)
+        if init == 'teacher':
+            init_from_teacher(unet, self.teacher, self.module_map)
+        return unet
+
+    def _check_student_matches(self, unet, s_cfg):
+        expected = UNet2DConditionModel.from_config(s_cfg)
+        got = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+        want = {k: tuple(v.shape) for k, v in expected.state_dict().items()}
+        if got != want:
+            diff = sorted(set(got) ^ set(want))[:3] or [
+                k for k in want if got[k] != want[k]][:3]
+            raise DistillConfigError(
+                'the pretrained student does not have the architecture the '
+                f'compression recipe describes (first differences: {diff})')
+
+    def _resolve_pairs(self, features, pairs) -> List[Tuple[str, str]]:
+        out: List[Tuple[str, str]] = []
+        s_names = [n for n, _ in self.student.unet.named_modules()]
+        t_names = set(n for n, _ in self.teacher.named_modules())
+        if features is not None:
+            for s in expand_patterns(features, s_names):
+                out.append((s, teacher_name(s, self.module_map)))
+        for s, t in pairs or []:
+            if s not in s_names:
+                raise DistillConfigError(
+                    f'feature pair ({s!r}, {t!r}): the student has no '
+                    f'module {s!r}')
+            out.append((s, t))
+        for s, t in out:
+            if t not in t_names:
+                raise DistillConfigError(
+                    f'feature pair ({s!r}, {t!r}): the teacher has no '
+                    f'module {t!r}')
+        if len({s for s, _ in out}) != len(out):
+            raise DistillConfigError('a student module is paired twice')
+        return out
+
+    @torch.no_grad()
+    def _check_pair_shapes(self):
+        """Run both UNets once on a tiny input and compare pair shapes."""
+        if not self.pairs and not self.loss_weights['output']:
+            return
+        cfg = self.teacher.config
+        n_down = len(cfg.down_block_types) - 1
+        size = max(8, 2**n_down)
+        x = torch.zeros(1, cfg.in_channels, size, size)
+        kwargs = dict(encoder_hidden_states=torch.zeros(
+            1, 4, cfg.cross_attention_dim))
+        if cfg.addition_embed_type == 'text_time':
+            text_dim = cfg.projection_class_embeddings_input_dim - \
+                6 * cfg.addition_time_embed_dim
+            kwargs['added_cond_kwargs'] = dict(
+                text_embeds=torch.zeros(1, text_dim),
+                time_ids=torch.zeros(1, 6))
+        shapes = {}
+        for name, unet, names in (
+                ('student', self.student.unet, [s for s, _ in self.pairs]),
+                ('teacher', self.teacher, [t for _, t in self.pairs])):
+            rec = FeatureRecorder(unet, list(dict.fromkeys(names)))
+            p = next(unet.parameters())
+            try:
+                with rec.recording():
+                    out = unet(
+                        x.to(p), torch.tensor([10]),
+                        **{k: (v.to(p) if torch.is_tensor(v) else
+                               {a: b.to(p) for a, b in v.items()})
+                           for k, v in kwargs.items()}).sample
+                shapes[name] = {k: v.shape for k, v in rec.outputs.items()}
+                shapes[name + '_out'] = out.shape
+            finally:
+                rec.remove()
+        if shapes['student_out'] != shapes['teacher_out']:
+            raise DistillConfigError(
+                f"student output {tuple(shapes['student_out'])} and teacher "
+                f"output {tuple(shapes['teacher_out'])} differ")
+        for s, t in self.pairs:
+            a, b = shapes['student'][s], shapes['teacher'][t]
+            if a != b:
+                raise DistillConfigError(
+                    f'feature pair student {s!r} {tuple(a)} / teacher {t!r} '
+                    f'{tuple(b)}: shapes do not match')
+
+    # ----------------------------------------------------------- training
+    def _teacher_forward(self, batch):
+        if self.teacher_dtype is None:
+            return self.student.run_unet(self.teacher, batch)
+        cast = copy.copy(batch)
+        dt = self.teacher_dtype
+        cast.noisy_latents = batch.noisy_latents.to(dt)
+        cast.encoder_hidden_states = batch.encoder_hidden_states.to(dt)
+        cast.added_cond_kwargs = {
+            k: v.to(dt) for k, v in batch.added_cond_kwargs.items()}
+        return self.student.run_unet(self.teacher, cast).float()
+
+    def loss(self, inputs: Dict) -> Dict[str, torch.Tensor]:
+        st = self.student
+        batch = st.prepare(inputs)
+        w = self.loss_weights
+        need_teacher = w['output'] or (w['feature'] and self.pairs)
+        losses: Dict[str, torch.Tensor] = {}
+        try:
+            if need_teacher:
+                self.teacher.eval()
+                with torch.no_grad(), self.teacher_recorder.recording():
+                    t_pred = self._teacher_forward(batch)
+            with self.student_recorder.recording():
+                s_pred = st.run_unet(st.unet, batch)
+            losses['loss_task'] = w['task'] * st.score(
+                s_pred, batch.target, batch, self.task_loss)
+            if w['output']:
+                losses['loss_kd_out'] = w['output'] * st.score(
+                    s_pred, t_pred, batch, self.output_loss)
+            if w['feature'] and self.pairs:
+                losses.update(self._feature_losses(batch))
+        finally:
+            # No feature outlives the step.
+            self.student_recorder.clear()
+            self.teacher_recorder.clear()
+        return losses
+
+    def _feature_losses(self, batch) -> Dict[str, torch.Tensor]:
+        s_out = self.student_recorder.outputs
+        t_out = self.teacher_recorder.outputs
+        total = 0.0
+        logs = {}
+        for s, t in self.pairs:
+            fs, ft = s_out[s], t_out[t].detach().float()
+            term = self.student.score(fs, ft, batch, self.feature_loss)
+            if self.normalize_features:
+                term = term / ft.pow(2).mean().clamp_min(1e-6)
+            total = total + term
+            if self.log_pairs:
+                logs[f'kd_feat/{s}'] = term.detach()
+        logs['loss_kd_feat'] = self.loss_weights['feature'] * total
+        return logs
+
+    def forward(self, inputs: Dict, data_samples=None, mode: str = 'loss'):
+        if mode == 'loss':
+            return self.loss(inputs)
+        if mode == 'predict':
+            return self.student.generate(list(inputs['text']))
+        raise ValueError(f'unsupported mode {mode!r}; use loss or predict')
+
+    # ------------------------------------------------- export / sampling
+    @property
+    def pipeline_class_name(self) -> str:
+        return self.student.pipeline_class_name
+
+    def export_pretrained(self, out_dir: str) -> Dict:
+        info = self.student.export_pretrained(out_dir)
+        info['teacher'] = self.teacher_source
+        return info
+
+    def generate(self, prompts, **kwargs):
+        return self.student.generate(prompts, **kwargs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # dropout/normalisation stay in inference mode
+        return self
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
