@@ -1,42 +1,5 @@
-# Trains the toy SD-1.5-topology UNet from scratch on the toy shapes: the
-# offline stand-in for an SD-1.5 fine-tune, and the teacher of the toy
-# distillation configs (`diffkd-toy/sd15-teacher` is built with this file).
-_base_ = [
-    '../_base_/datasets/toy_shapes.py',
-    '../_base_/default_runtime.py',
-]
+# The SD-1.5-topology twin of sdxl_finetune_toy.py; builds
+# `diffkd-toy/sd15-teacher`.
+_base_ = ['../_base_/datasets/toy_shapes.py',
+          '../_base_/schedules/toy_finetune.py']
 model = dict(type='StableDiffusion', model='diffkd-toy/sd15')
-
-max_iters = 900
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1.5e-3, weight_decay=0.0, fused=True),
-    clip_grad=dict(max_norm=1.0))
-train_cfg = dict(type='DiffusionTrainLoop', max_iters=max_iters)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters,
-         eta_min=5e-5),
-]
-default_hooks = dict(
-    logger=dict(interval=50),
-    checkpoint=dict(interval=450, max_keep_ckpts=1))
-
-vis_prompts = [
-    'a red circle on a blue background',
-    'a yellow square on a black background',
-    'a green triangle on a white background',
-    'a blue circle on a yellow background',
-    'a white square on a red background',
-    'a black triangle on a green background',
-]
-custom_hooks = [
-    dict(
-        type='VisualizationHook',
-        prompts=vis_prompts,
-        interval=450,
-        num_inference_steps=20,
-        guidance_scale=4.0,
-        upscale=4),
-    dict(type='DiffusersExportHook'),
-]

@@ -90,15 +90,22 @@ def toy_vae() -> AutoencoderKL:
 
 
 def toy_scheduler() -> EulerDiscreteScheduler:
-    # Stable Diffusion's noise schedule; Euler samples well in few steps.
+    """SD's noise schedule rescaled to zero terminal SNR, v-prediction and
+    trailing timesteps (Lin et al., 2024).
+
+    With SD's plain schedule the most-noised training input still shows an
+    image's mean colour, which sampling from pure noise never does; on
+    flat-coloured toy images the model then ignores the colour words. Zero
+    terminal SNR removes that leak.
+    """
     return EulerDiscreteScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule='scaled_linear',
-        prediction_type='epsilon',
-        timestep_spacing='leading',
-        steps_offset=1)
+        prediction_type='v_prediction',
+        rescale_betas_zero_snr=True,
+        timestep_spacing='trailing')
 
 
 def train_toy_vae(images: np.ndarray,
@@ -141,6 +148,21 @@ def train_toy_vae(images: np.ndarray,
     return vae
 
 
+def toy_text_encoder(cfg: CLIPTextConfig, projection: bool = False):
+    """A random CLIP text encoder whose word identity dominates its output.
+
+    CLIP's default init gives token and position embeddings the same small
+    scale, so untrained outputs barely tell prompts apart; unit-variance
+    token embeddings keep words distinct while the causal layers still mix
+    in their neighbours (which colour goes with the shape).
+    """
+    model = (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg)
+    emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        emb.normal_(0.0, 1.0)
+    return model
+
+
 def build_toy_pipeline(kind: str, vae: AutoencoderKL, seed: int = 0):
     """Assemble a toy pipeline: given VAE, random UNet and text encoders."""
     torch.manual_seed(seed)
@@ -150,7 +172,7 @@ def build_toy_pipeline(kind: str, vae: AutoencoderKL, seed: int = 0):
     if kind == 'sd15':
         return StableDiffusionPipeline(
             vae=vae,
-            text_encoder=CLIPTextModel(te_cfg),
+            text_encoder=toy_text_encoder(te_cfg),
             tokenizer=tokenizer,
             unet=unet,
             scheduler=toy_scheduler(),
@@ -159,8 +181,8 @@ def build_toy_pipeline(kind: str, vae: AutoencoderKL, seed: int = 0):
             requires_safety_checker=False)
     return StableDiffusionXLPipeline(
         vae=vae,
-        text_encoder=CLIPTextModel(te_cfg),
-        text_encoder_2=CLIPTextModelWithProjection(te_cfg),
+        text_encoder=toy_text_encoder(te_cfg),
+        text_encoder_2=toy_text_encoder(te_cfg, projection=True),
         tokenizer=tokenizer,
         tokenizer_2=build_toy_tokenizer(),
         unet=unet,

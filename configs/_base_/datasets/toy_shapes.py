@@ -10,7 +10,8 @@ train_pipeline = [
     dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
 ]
 train_dataloader = dict(
-    batch_size=32,
+    # The toy step time is overhead-bound: a big batch is nearly free.
+    batch_size=64,
     num_workers=0,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),

@@ -1,19 +1,5 @@
-# GPU schedule for SD-1.x/2.x distillation (fp16 autocast, fp32 master
-# weights; the teacher itself runs in fp16 without grad).
-# Includes the default runtime, so it can override its hooks.
-_base_ = ['../default_runtime.py']
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    dtype='float16',
-    optimizer=dict(type='AdamW', lr=5e-5, weight_decay=1e-2, fused=True),
-    clip_grad=dict(max_norm=1.0))
-train_cfg = dict(type='DiffusionTrainLoop', max_iters=50000)
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-default_hooks = dict(checkpoint=dict(interval=5000, max_keep_ckpts=3))
-custom_hooks = [
-    dict(
-        type='VisualizationHook',
-        prompts=['yoda pokemon', 'a photo of an astronaut riding a horse'],
-        interval=5000),
-    dict(type='DiffusersExportHook', interval=5000),
-]
+# GPU schedule for SD-1.x/2.x distillation: fp16 autocast (the VAE always
+# encodes in fp32), the teacher in fp16 without grad.
+_base_ = ['./distill_sdxl_bf16.py']
+optim_wrapper = dict(dtype='float16', optimizer=dict(lr=5e-5))
+train_cfg = dict(max_iters=50000)

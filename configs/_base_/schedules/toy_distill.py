@@ -1,31 +1,19 @@
-# Short CPU schedule for toy distillation runs.
-# Includes the default runtime, so it can override its hooks.
-_base_ = ['../default_runtime.py']
+# CPU schedule for toy distillation: the student starts from the teacher's
+# weights, so a shorter run at a lower learning rate.
+_base_ = ['./toy_finetune.py']
 max_iters = 300
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.0, fused=True),
-    clip_grad=dict(max_norm=1.0))
-train_cfg = dict(type='DiffusionTrainLoop', max_iters=max_iters)
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
+train_cfg = dict(max_iters=max_iters)
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters,
          eta_min=5e-5)
 ]
 default_hooks = dict(
-    logger=dict(interval=25),
-    checkpoint=dict(interval=150, max_keep_ckpts=1))
-vis_prompts = [
-    'a red circle on a blue background',
-    'a yellow square on a black background',
-    'a green triangle on a white background',
-    'a blue circle on a yellow background',
-    'a white square on a red background',
-    'a black triangle on a green background',
-]
+    logger=dict(interval=25), checkpoint=dict(interval=150))
 custom_hooks = [
     dict(
         type='VisualizationHook',
-        prompts=vis_prompts,
+        prompts={{_base_.vis_prompts}},
         interval=150,
         num_inference_steps=20,
         guidance_scale=4.0,

@@ -1,0 +1,50 @@
+"""Prompt following and teacher-student agreement on the toy world."""
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from diffkd.toy.score import toy_prompt_score
+from diffkd.toy.shapes import all_combinations, caption_for
+
+
+def toy_prompts(limit: Optional[int] = None) -> List[str]:
+    """Every toy caption (90), or an evenly spread subset of ``limit``."""
+    prompts = [caption_for(*c) for c in all_combinations()]
+    if limit is not None and limit < len(prompts):
+        idx = np.linspace(0, len(prompts) - 1, limit).round().astype(int)
+        prompts = [prompts[i] for i in idx]
+    return prompts
+
+
+@torch.no_grad()
+def sample(pipe, prompts: List[str], seed: int = 0, steps: int = 20,
+           guidance: float = 4.0, output_type: str = 'pil'):
+    pipe.set_progress_bar_config(disable=True)
+    out = []
+    for i, prompt in enumerate(prompts):
+        gen = torch.Generator('cpu').manual_seed(seed + i)
+        out.append(pipe(prompt, num_inference_steps=steps,
+                        guidance_scale=guidance, generator=gen,
+                        output_type=output_type).images[0])
+    return out
+
+
+def evaluate_toy_pipeline(pipe, prompts: Optional[List[str]] = None,
+                          **kwargs) -> Dict:
+    """Toy prompt-following score of a pipeline's samples."""
+    prompts = prompts or toy_prompts()
+    images = sample(pipe, prompts, **kwargs)
+    result = toy_prompt_score(images, prompts)
+    result['images'] = images
+    result['prompts'] = prompts
+    return result
+
+
+def latent_distance(pipe_a, pipe_b, prompts: List[str], **kwargs) -> float:
+    """Mean squared distance between two pipelines' final latents for the
+    same prompts and seeds (teacher-student agreement)."""
+    a = sample(pipe_a, prompts, output_type='latent', **kwargs)
+    b = sample(pipe_b, prompts, output_type='latent', **kwargs)
+    return float(torch.stack([(x - y).pow(2).mean() for x, y in zip(a, b)]
+                             ).mean())
