@@ -52,9 +52,12 @@ def build(**kw):
 def test_imagefolder_with_metadata(tmp_path, meta):
     ds = build(dataset=make_folder(tmp_path / meta, meta=meta))
     assert len(ds) == 4
-    item = ds[2]
-    assert item['inputs']['img'].shape == (3, 16, 16)
-    assert item['inputs']['text'] == f'caption {ds.data[2]["file_name"][0]}'
+    for i in range(len(ds)):
+        item = ds[i]
+        assert item['inputs']['img'].shape == (3, 16, 16)
+        # Captions stay with their own image.
+        stem = os.path.basename(ds.data[i]['image']['path'])[:-len('.png')]
+        assert item['inputs']['text'] == f'caption {stem}'
 
 
 def test_custom_caption_column(tmp_path):
@@ -91,4 +94,7 @@ def test_skip_invalid_counts_and_replaces(tmp_path):
                skip_invalid=True)
     items = [ds[i] for i in range(len(ds))]
     assert all(it['inputs']['img'].shape == (3, 16, 16) for it in items)
-    assert ds.num_skipped == 2
+    # ds[1] skips rows 1 and 2, ds[2] skips row 2 again: three skips.
+    assert ds.num_skipped == 3
+    assert [it['inputs']['text'] for it in items] == [
+        'caption 0', 'caption 3', 'caption 3', 'caption 3']

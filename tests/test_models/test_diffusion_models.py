@@ -73,8 +73,8 @@ def test_sdxl_conditions_on_time_ids(sdxl):
 def test_v_prediction_target(toy_sd15):
     model = build(type='StableDiffusion', model=toy_sd15,
                   prediction_type='v_prediction')
-    torch.manual_seed(0)
     data = model.data_preprocessor(batch(), True)
+    torch.manual_seed(0)
     prep = model.prepare(data['inputs'])
     torch.manual_seed(0)
     latents = model.encode_images(data['inputs']['img'])
