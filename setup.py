@@ -60,7 +60,7 @@ def add_mim_extension():
                 continue
             except OSError:
                 warnings.warn(f'cannot symlink {src}; copying instead')
-        shutil.copytree(src, dst)
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__'))
 
 
 if __name__ == '__main__':

@@ -54,6 +54,7 @@ def run_config(config, work_dir, *options, resume=None):
     finally:
         sys.path.pop(0)
     argv = [osp.join(REPO, 'configs', config), '--work-dir', str(work_dir)]
+    # (an absolute config path is kept as it is by osp.join)
     if resume:
         argv += ['--resume'] + ([] if resume is True else [resume])
     if options:

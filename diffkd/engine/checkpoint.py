@@ -27,6 +27,27 @@ def _numpy_globals():
 
 
 SAFE_GLOBALS = [HistoryBuffer] + _numpy_globals()
+_DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_state(self) -> dict:
+    """HistoryBuffer pickles its statistics methods as ``getattr(cls,
+    name)``, which a weights-only load must refuse. The four default methods
+    are re-registered by ``__setstate__`` anyway, so they are left out; only
+    user-registered ones are kept (and then need a trusted full load)."""
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    custom = {
+        k: v
+        for k, v in self._statistics_methods.items()
+        if k not in _DEFAULT_STATISTICS
+    }
+    if custom:
+        state['statistics_methods'] = custom
+    return state
+
+
+HistoryBuffer.__getstate__ = _history_buffer_state
 
 
 class UnsafeCheckpointError(RuntimeError):

@@ -97,6 +97,13 @@ def _train_teacher(kind: str, out_dir: str):
     shutil.rmtree(osp.join(out_dir, 'unet'))
     shutil.copytree(osp.join(work_dir, 'final', 'unet'),
                     osp.join(out_dir, 'unet'))
+    # Keep what shows how the teacher was made: its sample grids and log.
+    shutil.copytree(osp.join(work_dir, 'vis'), osp.join(out_dir, 'training',
+                                                       'vis'))
+    for name in os.listdir(work_dir):
+        log = osp.join(work_dir, name, f'{name}.log')
+        if osp.isfile(log):
+            shutil.copy(log, osp.join(out_dir, 'training', 'train.log'))
     shutil.rmtree(work_dir, ignore_errors=True)
 
 

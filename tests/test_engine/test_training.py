@@ -124,3 +124,28 @@ def test_resume_refuses_pickled_code(tmp_path):
     empty.write_bytes(b'')
     with pytest.raises(RuntimeError, match='empty'):
         safe_torch_load(str(empty))
+
+
+def test_ema_weights_are_exported_and_resumable(tmp_path, toy_sd15):
+    cfg = tmp_path / 'ema_cfg.py'
+    cfg.write_text(
+        f"_base_ = '{osp.join(REPO, 'configs', 'toy', 'sd15_finetune_toy.py')}'\n"
+        "custom_hooks = [dict(type='DiffusersExportHook'),\n"
+        "                dict(type='EMAHook', decay=0.5)]\n")
+    work = run_config(str(cfg), tmp_path / 'ema', 'train_cfg.max_iters=3',
+                      'train_dataloader.batch_size=2')
+    ckpt = torch.load(osp.join(work, 'iter_3.pth'), weights_only=False)
+    ema = ckpt['ema_state_dict']
+    exported = unet_weights(osp.join(work, 'final', 'unet'))
+    raw_differs = False
+    for name, value in exported.items():
+        torch.testing.assert_close(value, ema[f'unet.{name}'])
+        raw_differs |= not torch.equal(value, ckpt['state_dict'][
+            f'unet.{name}'])
+    assert raw_differs, 'the export holds the raw weights, not the EMA'
+
+
+def test_visualizer_backend_receives_the_grid(sdxl_run):
+    found = [f for root, _, files in os.walk(sdxl_run) for f in files
+             if 'vis_image' in root and f.startswith('samples')]
+    assert found

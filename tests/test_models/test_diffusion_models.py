@@ -123,3 +123,12 @@ def test_long_prompt_is_truncated_with_warning(sd, caplog):
     long = ' '.join(['red'] * 100)
     ids = sd.tokenize(sd.tokenizer, [long])
     assert ids.shape == (1, sd.tokenizer.model_max_length)
+
+
+def test_min_snr_is_finite_at_zero_terminal_snr():
+    loss = build(type='SNRL2Loss', snr_gamma=5.0)
+    pred, target = torch.ones(2, 4, 2, 2), torch.zeros(2, 4, 2, 2)
+    snr = torch.tensor([0.0, 1.0])
+    assert loss(pred, target, snr=snr).item() == pytest.approx(1.0)
+    assert loss(pred, target, snr=snr,
+                prediction_type='v_prediction').item() == pytest.approx(0.25)

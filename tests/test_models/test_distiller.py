@@ -145,3 +145,27 @@ def test_teacher_in_lower_precision(toy_sdxl):
     assert next(model.teacher.parameters()).dtype == torch.bfloat16
     losses = step(model)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_teachers_in_succession(toy_sdxl, tmp_path):
+    from diffusers import UNet2DConditionModel
+    model = xl(toy_sdxl, compression=dict(type='SSD1B'), features='layers')
+    expert = UNet2DConditionModel.from_pretrained(toy_sdxl, subfolder='unet')
+    with torch.no_grad():
+        for p in expert.parameters():
+            p.mul_(0.5)
+    expert.save_pretrained(tmp_path / 'expert')
+    before = step(model)
+    model.switch_teacher(str(tmp_path / 'expert'), subfolder=None)
+    torch.testing.assert_close(model.teacher.conv_in.weight,
+                               expert.conv_in.weight)
+    after = step(model)
+    # Same student and batch, another teacher: the KD terms move, the task
+    # term does not; hooks still record on the loaded teacher.
+    torch.testing.assert_close(after['loss_task'], before['loss_task'])
+    assert not torch.allclose(after['loss_kd_out'], before['loss_kd_out'])
+    assert 'kd_feat/mid_block' in after
+    with pytest.raises(DistillConfigError, match='architecture'):
+        small = xl(toy_sdxl, compression=dict(type='KOALA700M'))
+        small.student.unet.save_pretrained(tmp_path / 'small')
+        model.switch_teacher(str(tmp_path / 'small'), subfolder=None)

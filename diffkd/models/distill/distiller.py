@@ -241,6 +241,22 @@ class DiffusionDistiller(FrozenWeightsOutOfCheckpoints, BaseModel):
                     f'feature pair student {s!r} {tuple(a)} / teacher {t!r} '
                     f'{tuple(b)}: shapes do not match')
 
+    @torch.no_grad()
+    def switch_teacher(self, model: str, subfolder: Optional[str] = 'unet'):
+        """Load another teacher of the same architecture in place (SSD-1B
+        used SDXL, then fine-tuned SDXL experts). Hooks stay attached."""
+        new = load_component(UNet2DConditionModel, model, subfolder)
+        state = new.state_dict()
+        own = self.teacher.state_dict()
+        if {k: v.shape for k, v in state.items()} != \
+                {k: v.shape for k, v in own.items()}:
+            raise DistillConfigError(
+                f'teacher {model!r} does not have the architecture of the '
+                f'current teacher {self.teacher_source!r}')
+        self.teacher.load_state_dict(state)
+        self.teacher_source = model
+        print_log(f'distillation: teacher is now {model}', logger='current')
+
     # ----------------------------------------------------------- training
     def _teacher_forward(self, batch):
         if self.teacher_dtype is None:

@@ -63,7 +63,9 @@ class SNRL2Loss(nn.Module):
         if prediction_type == 'v_prediction':
             weight = clipped / (snr + 1)
         elif prediction_type == 'epsilon':
-            weight = clipped / snr
+            # snr -> 0 (zero-terminal-SNR schedules): the weight tends to 1.
+            weight = torch.where(snr > 0, clipped / snr.clamp_min(1e-12),
+                                 torch.ones_like(snr))
         else:
             raise ValueError(f'SNRL2Loss does not support prediction_type '
                              f'{prediction_type!r}')
