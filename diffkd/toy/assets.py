@@ -7,6 +7,7 @@
 - ``sd15-teacher`` / ``sdxl-teacher``: the base pipelines with a UNet trained
   by diffkd's own fine-tune config (``configs/toy/*_finetune_toy.py``).
 """
+import functools
 import os
 import os.path as osp
 import shutil
@@ -69,16 +70,6 @@ def _build_pipeline(kind: str, out_dir: str):
     save_pipeline(build_toy_pipeline(kind, vae), out_dir)
 
 
-@register_toy_asset('sd15')
-def build_sd15(out_dir: str):
-    _build_pipeline('sd15', out_dir)
-
-
-@register_toy_asset('sdxl')
-def build_sdxl(out_dir: str):
-    _build_pipeline('sdxl', out_dir)
-
-
 def _train_teacher(kind: str, out_dir: str):
     config = find_config(f'toy/{kind}_finetune_toy.py')
     base = resolve_model_path(f'diffkd-toy/{kind}')
@@ -88,6 +79,10 @@ def _train_teacher(kind: str, out_dir: str):
          f'(first use only; logs in {work_dir})')
     cmd = [sys.executable, find_tool('train.py'), config,
            '--work-dir', work_dir]
+    # e.g. 'train_cfg.max_iters=2' for a quick (untrained) teacher in tests.
+    extra = os.environ.get('DIFFKD_TOY_TEACHER_OPTIONS', '').split()
+    if extra:
+        cmd += ['--cfg-options', *extra]
     ret = subprocess.run(cmd, env=dict(os.environ))
     if ret.returncode != 0:
         raise RuntimeError(f'training the toy {kind} teacher failed '
@@ -107,11 +102,7 @@ def _train_teacher(kind: str, out_dir: str):
     shutil.rmtree(work_dir, ignore_errors=True)
 
 
-@register_toy_asset('sd15-teacher')
-def build_sd15_teacher(out_dir: str):
-    _train_teacher('sd15', out_dir)
-
-
-@register_toy_asset('sdxl-teacher')
-def build_sdxl_teacher(out_dir: str):
-    _train_teacher('sdxl', out_dir)
+for _kind in ('sd15', 'sdxl'):
+    register_toy_asset(_kind)(functools.partial(_build_pipeline, _kind))
+    register_toy_asset(f'{_kind}-teacher')(
+        functools.partial(_train_teacher, _kind))

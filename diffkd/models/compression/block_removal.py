@@ -141,54 +141,27 @@ class BlockRemoval:
                     f'{len(down_layers[n_s - 1 - j]) + 1}')
 
         module_map: Dict[str, str] = {'': ''}
-        s_down_depth: List = []
-        for i, (ts, layers) in enumerate(zip(down_stages, down_layers)):
-            sp, tp = f'down_blocks.{i}', f'down_blocks.{ts}'
-            module_map[sp] = tp
-            has_attn = 'CrossAttn' in t['down_block_types'][ts]
-            t_depths = _depths(t_down_depth[ts], t_layers[ts])
-            depth = (self.down_depths[i] if self.down_depths is not None
-                     else None)
-            stage = []
-            for j, tj in enumerate(layers):
-                module_map[f'{sp}.resnets.{j}'] = f'{tp}.resnets.{tj}'
-                d = t_depths[tj] if depth is None else depth
-                if has_attn:
-                    self._map_attention(module_map, f'{sp}.attentions.{j}',
-                                        f'{tp}.attentions.{tj}', d,
-                                        t_depths[tj])
-                stage.append(d)
-            s_down_depth.append(stage)
-            if i < n_s - 1 and ts < n_t - 1:
-                module_map[f'{sp}.downsamplers'] = f'{tp}.downsamplers'
-            elif i < n_s - 1:
-                raise IncompatibleTeacherError(
-                    f'student down stage {i} needs a downsampler that '
-                    f'teacher stage {ts} does not have')
-
-        s_up_depth: List = []
-        for j, (tu, layers) in enumerate(zip(up_stages, up_layers)):
-            sp, tp = f'up_blocks.{j}', f'up_blocks.{tu}'
-            module_map[sp] = tp
-            has_attn = 'CrossAttn' in t['up_block_types'][tu]
-            t_depths = _depths(t_up_depth[tu], t_layers[n_t - 1 - tu] + 1)
-            stage = []
-            for k, tk in enumerate(layers):
-                module_map[f'{sp}.resnets.{k}'] = f'{tp}.resnets.{tk}'
-                d = (self.up_depths[j][k] if self.up_depths is not None
-                     else t_depths[tk])
-                if has_attn:
-                    self._map_attention(module_map, f'{sp}.attentions.{k}',
-                                        f'{tp}.attentions.{tk}', d,
-                                        t_depths[tk])
-                stage.append(d)
-            s_up_depth.append(stage)
-            if j < n_s - 1 and tu < n_t - 1:
-                module_map[f'{sp}.upsamplers'] = f'{tp}.upsamplers'
-            elif j < n_s - 1:
-                raise IncompatibleTeacherError(
-                    f'student up stage {j} needs an upsampler that teacher '
-                    f'up stage {tu} does not have')
+        s_down_depth = [
+            self._map_stage(module_map, 'down', i, ts, layers,
+                            t['down_block_types'][ts],
+                            _depths(t_down_depth[ts], t_layers[ts]),
+                            [self.down_depths[i]] * len(layers)
+                            if self.down_depths is not None else None,
+                            has_sampler=i < n_s - 1,
+                            teacher_has_sampler=ts < n_t - 1)
+            for i, (ts, layers) in enumerate(zip(down_stages, down_layers))
+        ]
+        s_up_depth = [
+            self._map_stage(module_map, 'up', j, tu, layers,
+                            t['up_block_types'][tu],
+                            _depths(t_up_depth[tu],
+                                    t_layers[n_t - 1 - tu] + 1),
+                            self.up_depths[j]
+                            if self.up_depths is not None else None,
+                            has_sampler=j < n_s - 1,
+                            teacher_has_sampler=tu < n_t - 1)
+            for j, (tu, layers) in enumerate(zip(up_stages, up_layers))
+        ]
 
         mid_type = t.get('mid_block_type') or 'UNetMidBlock2DCrossAttn'
         if self.mid == 'remove':
@@ -211,6 +184,29 @@ class BlockRemoval:
         return Compression(
             self._student_config(t, down_stages, down_layers, s_down_depth,
                                  s_up_depth, mid_type), module_map)
+
+    def _map_stage(self, module_map, side, i, ti, layers, block_type,
+                   t_depths, depths, has_sampler, teacher_has_sampler):
+        """Map student stage ``i`` (kept ``layers`` of teacher stage ``ti``)
+        and return the transformer depth of each student layer."""
+        sp, tp = f'{side}_blocks.{i}', f'{side}_blocks.{ti}'
+        module_map[sp] = tp
+        stage = []
+        for j, tj in enumerate(layers):
+            module_map[f'{sp}.resnets.{j}'] = f'{tp}.resnets.{tj}'
+            d = t_depths[tj] if depths is None else depths[j]
+            if 'CrossAttn' in block_type:
+                self._map_attention(module_map, f'{sp}.attentions.{j}',
+                                    f'{tp}.attentions.{tj}', d, t_depths[tj])
+            stage.append(d)
+        sampler = f'{side}samplers'
+        if has_sampler and teacher_has_sampler:
+            module_map[f'{sp}.{sampler}'] = f'{tp}.{sampler}'
+        elif has_sampler:
+            raise IncompatibleTeacherError(
+                f'student {side} stage {i} needs a {sampler[:-1]} that '
+                f'teacher {side} stage {ti} does not have')
+        return stage
 
     @staticmethod
     def _map_attention(module_map, sp, tp, depth, teacher_depth):
