@@ -29,7 +29,8 @@ def parse_args(argv=None):
         'the work dir when no path is given')
     parser.add_argument(
         '--amp', action='store_true',
-        help='mixed precision (bf16 on CPU or where supported, else fp16)')
+        help='mixed precision: AmpOptimWrapper on GPU (bf16 where supported, '
+        'else fp16), bf16 autocast on CPU')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -65,11 +66,15 @@ def build_config(args) -> Config:
     if args.amp:
         wrapper = cfg.optim_wrapper
         if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
-            wrapper.type = 'AmpOptimWrapper'
-            bf16 = not torch.cuda.is_available() or \
-                torch.cuda.is_bf16_supported()
-            wrapper.setdefault('dtype', 'bfloat16' if bf16 else 'float16')
-            wrapper.setdefault('loss_scale', 'dynamic')
+            if torch.cuda.is_available():
+                wrapper.type = 'AmpOptimWrapper'
+                bf16 = torch.cuda.is_bf16_supported()
+                wrapper.setdefault('dtype', 'bfloat16' if bf16 else 'float16')
+                wrapper.setdefault('loss_scale', 'dynamic')
+            else:
+                # mmengine's AmpOptimWrapper is GPU-only; bf16 autocast.
+                wrapper.type = 'AutocastOptimWrapper'
+                wrapper.setdefault('dtype', 'bfloat16')
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -1,9 +1,10 @@
 from . import checkpoint  # noqa: F401  (safe resume loader)
 from .hooks import *  # noqa: F401,F403
 from .loops import DiffusionTrainLoop, RandomStateHook
-from .optim import TrainableParamsOptimWrapperConstructor
+from .optim import (AutocastOptimWrapper,
+                    TrainableParamsOptimWrapperConstructor)
 
 __all__ = [
-    'DiffusionTrainLoop', 'RandomStateHook',
+    'AutocastOptimWrapper', 'DiffusionTrainLoop', 'RandomStateHook',
     'TrainableParamsOptimWrapperConstructor'
 ]

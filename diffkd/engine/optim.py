@@ -1,8 +1,12 @@
 """Optimizer construction: only parameters that train reach the optimizer
-(a frozen teacher, VAE or text encoder never does)."""
-from mmengine.optim import DefaultOptimWrapperConstructor
+(a frozen teacher, VAE or text encoder never does); mixed precision on
+any device."""
+from contextlib import contextmanager
 
-from diffkd.registry import OPTIM_WRAPPER_CONSTRUCTORS
+import torch
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+
+from diffkd.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -24,3 +28,25 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optimizer = OPTIMIZERS.build(optimizer_cfg)
         return OPTIM_WRAPPERS.build(
             optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(OptimWrapper):
+    """bf16 autocast without loss scaling, on any device.
+
+    mmengine's AmpOptimWrapper refuses CPUs; bf16 needs no loss scaler, so
+    autocast around the forward is all mixed precision takes there.
+    """
+
+    def __init__(self, dtype: str = 'bfloat16', **kwargs):
+        super().__init__(**kwargs)
+        if dtype not in ('bfloat16', 'float16'):
+            raise ValueError(f'dtype must be bfloat16 or float16, got {dtype}')
+        self.cast_dtype = getattr(torch, dtype)
+
+    @contextmanager
+    def optim_context(self, model):
+        device = next(model.parameters()).device.type
+        with super().optim_context(model), torch.autocast(
+                device_type=device, dtype=self.cast_dtype):
+            yield

@@ -149,3 +149,42 @@ def test_visualizer_backend_receives_the_grid(sdxl_run):
     found = [f for root, _, files in os.walk(sdxl_run) for f in files
              if 'vis_image' in root and f.startswith('samples')]
     assert found
+
+
+def test_amp_and_gradient_checkpointing_train(tmp_path, toy_sd15):
+    """``--amp`` (bf16 autocast on CPU) with gradient checkpointing and a
+    trained text encoder."""
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    work = tmp_path / 'amp'
+    train.main([
+        osp.join(REPO, 'configs', 'toy', 'sd15_finetune_toy.py'), '--amp',
+        '--work-dir', str(work), '--cfg-options', 'train_cfg.max_iters=2',
+        'train_dataloader.batch_size=2', 'custom_hooks=[]',
+        'model.gradient_checkpointing=True',
+        'model.finetune_text_encoder=True'
+    ])
+    ckpt = torch.load(osp.join(work, 'iter_2.pth'), weights_only=False)
+    prefixes = {k.split('.')[0] for k in ckpt['state_dict']}
+    assert prefixes == {'unet', 'text_encoder'}
+    cfg = open(next(osp.join(work, f) for f in os.listdir(work)
+                    if f.endswith('.py'))).read()
+    assert 'AutocastOptimWrapper' in cfg and 'bfloat16' in cfg
+
+
+def test_autocast_optim_wrapper_runs_the_forward_in_bf16():
+    from diffkd.engine import AutocastOptimWrapper
+    model = torch.nn.Linear(4, 4)
+    wrapper = AutocastOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with wrapper.optim_context(model):
+        out = model(torch.randn(2, 4))
+    assert out.dtype == torch.bfloat16
+    assert model(torch.randn(2, 4)).dtype == torch.float32
+    with pytest.raises(ValueError, match='dtype'):
+        AutocastOptimWrapper(dtype='int8',
+                             optimizer=torch.optim.SGD(model.parameters(),
+                                                       lr=0.1))
