@@ -98,3 +98,18 @@ def test_skip_invalid_counts_and_replaces(tmp_path):
     assert ds.num_skipped == 3
     assert [it['inputs']['text'] for it in items] == [
         'caption 0', 'caption 3', 'caption 3', 'caption 3']
+
+
+def test_dataset_saved_with_save_to_disk(tmp_path):
+    import datasets as hfds
+    images = [Image.fromarray(np.full((20, 20, 3), 60 * i, np.uint8))
+              for i in range(3)]
+    ds = hfds.Dataset.from_dict(
+        {'picture': images, 'prompt': [f'p{i}' for i in range(3)]},
+        features=hfds.Features({'picture': hfds.Image(),
+                                'prompt': hfds.Value('string')}))
+    hfds.DatasetDict(train=ds).save_to_disk(str(tmp_path / 'saved'))
+    built = build(dataset=str(tmp_path / 'saved'), image_column='picture',
+                  caption_column='prompt')
+    assert [built[i]['inputs']['text'] for i in range(3)] == ['p0', 'p1',
+                                                              'p2']
