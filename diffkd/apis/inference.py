@@ -46,6 +46,10 @@ def load_pipeline(path: str,
     if 'unet' in info.get('parts', []):
         kwargs['unet'] = UNet2DConditionModel.from_pretrained(
             osp.join(export, 'unet'), torch_dtype=torch_dtype)
+    elif info.get('base_unet'):
+        # e.g. a LoRA trained on a distilled student's UNet
+        kwargs['unet'] = UNet2DConditionModel.from_pretrained(
+            resolve_model_path(info['base_unet']), torch_dtype=torch_dtype)
     if cls.__name__ == 'StableDiffusionPipeline':
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     pipe = cls.from_pretrained(base, torch_dtype=torch_dtype, **kwargs)

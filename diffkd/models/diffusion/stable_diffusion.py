@@ -110,6 +110,9 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
         noise_offset: std of a per-channel constant added to the noise.
         finetune_text_encoder: train the text encoder(s) too.
         gradient_checkpointing: trade compute for memory in the UNet.
+        lora: train LoRA adapters instead of full weights:
+            ``dict(rank=8, alpha=8, dropout=0.0, target_modules=None,
+            text_encoder=False)``; exports go to ``lora/``.
     """
     text_encoder_names = ('text_encoder', )
 
@@ -121,6 +124,7 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
                  noise_offset: float = 0.0,
                  finetune_text_encoder: bool = False,
                  gradient_checkpointing: bool = False,
+                 lora: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
@@ -141,11 +145,17 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
             self.noise_scheduler.register_to_config(
                 prediction_type=prediction_type)
         self.unet = build_unet(unet, model)
+        # A UNet from elsewhere (e.g. a distilled student) is recorded so
+        # that exports can rebuild the pipeline around it.
+        self.unet_source = unet if isinstance(unet, (str, dict)) else None
         self.loss_module = MODELS.build(loss or dict(type='L2Loss'))
 
         self.vae.requires_grad_(False)
         for name in self.text_encoder_names:
             getattr(self, name).requires_grad_(finetune_text_encoder)
+        self.lora = dict(lora) if lora else None
+        if self.lora:
+            self._add_lora(self.lora)
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             if finetune_text_encoder:
@@ -153,6 +163,23 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
                     getattr(self, name).gradient_checkpointing_enable()
         self._warned_truncation = False
         self._init_checkpoint_filter()
+
+    def _add_lora(self, cfg: Dict):
+        from ..lora import TEXT_ENCODER_TARGETS, add_lora
+        unknown = set(cfg) - {'rank', 'alpha', 'dropout', 'target_modules',
+                              'text_encoder', 'text_encoder_targets'}
+        if unknown:
+            raise ValueError(f'unknown lora keys {sorted(unknown)}')
+        common = dict(rank=cfg.get('rank', 8), alpha=cfg.get('alpha'),
+                      dropout=cfg.get('dropout', 0.0))
+        add_lora(self.unet, target_modules=cfg.get('target_modules'),
+                 **common)
+        if cfg.get('text_encoder'):
+            self.finetune_text_encoder = True  # prompts encoded with grad
+            for name in self.text_encoder_names:
+                add_lora(getattr(self, name),
+                         target_modules=cfg.get('text_encoder_targets'),
+                         default_targets=TEXT_ENCODER_TARGETS, **common)
 
     # ------------------------------------------------------------ components
     def load_text_components(self, model: str):
@@ -268,13 +295,28 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
     pipeline_class_name = 'StableDiffusionPipeline'
 
     def export_pretrained(self, out_dir: str) -> Dict:
-        """Write the trained UNet as a diffusers folder ``out_dir/unet``.
+        """Write the trained UNet as a diffusers folder ``out_dir/unet``, or
+        the LoRA as ``out_dir/lora/pytorch_lora_weights.safetensors``.
 
         Returns what a loader needs to rebuild the pipeline around it.
         """
+        info = dict(base_model=self.model)
+        if isinstance(self.unet_source, str):
+            info['base_unet'] = self.unet_source
+        if self.lora:
+            import diffusers
+
+            from ..lora import save_lora
+            save_lora(
+                getattr(diffusers, self.pipeline_class_name),
+                osp.join(out_dir, 'lora'), self.unet,
+                {n: getattr(self, n) for n in self.text_encoder_names})
+            info['parts'] = ['lora']
+            return info
         self.unet.save_pretrained(
             osp.join(out_dir, 'unet'), safe_serialization=True)
-        return dict(base_model=self.model, parts=['unet'])
+        info['parts'] = ['unet']
+        return info
 
     # ------------------------------------------------------------ sampling
     def pipeline(self, unet: Optional[nn.Module] = None):

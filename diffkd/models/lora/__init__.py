@@ -1,0 +1,7 @@
+from .peft_lora import (TEXT_ENCODER_TARGETS, UNET_TARGETS, add_lora,
+                        lora_state_dict, save_lora)
+
+__all__ = [
+    'TEXT_ENCODER_TARGETS', 'UNET_TARGETS', 'add_lora', 'lora_state_dict',
+    'save_lora'
+]

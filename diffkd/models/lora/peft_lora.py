@@ -1,0 +1,55 @@
+"""LoRA through peft on whichever UNet (and text encoders) a wrapper trains.
+
+Adapters are saved in the layout diffusers' ``load_lora_weights`` reads:
+``pytorch_lora_weights.safetensors`` with diffusers key names.
+"""
+from typing import Dict, Optional, Sequence
+
+import torch.nn as nn
+
+UNET_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out.0')
+TEXT_ENCODER_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'out_proj')
+
+
+def add_lora(module: nn.Module,
+             rank: int = 8,
+             alpha: Optional[float] = None,
+             dropout: float = 0.0,
+             target_modules: Optional[Sequence[str]] = None,
+             default_targets: Sequence[str] = UNET_TARGETS) -> nn.Module:
+    """Freeze ``module`` and add a LoRA adapter: only LoRA weights train."""
+    from peft import LoraConfig
+    module.requires_grad_(False)
+    targets = list(target_modules or default_targets)
+    names = [n for n, _ in module.named_modules()]
+    if not any(n == t or n.endswith('.' + t) for t in targets
+               for n in names):
+        raise ValueError(f'LoRA target modules {targets} match no module of '
+                         f'{type(module).__name__}')
+    module.add_adapter(
+        LoraConfig(
+            r=rank,
+            lora_alpha=alpha if alpha is not None else rank,
+            lora_dropout=dropout,
+            init_lora_weights='gaussian',
+            target_modules=targets))
+    return module
+
+
+def lora_state_dict(module: nn.Module) -> Dict:
+    """The adapter's weights with diffusers key names."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
+
+
+def save_lora(pipeline_cls, out_dir: str, unet: nn.Module,
+              text_encoders: Dict[str, nn.Module]) -> None:
+    """``pipeline_cls.save_lora_weights`` for the UNet and any text encoder
+    that carries an adapter (``text_encoder``, ``text_encoder_2``)."""
+    kwargs = {'unet_lora_layers': lora_state_dict(unet)}
+    for name, encoder in text_encoders.items():
+        if getattr(encoder, 'peft_config', None):
+            kwargs[f'{name}_lora_layers'] = lora_state_dict(encoder)
+    pipeline_cls.save_lora_weights(
+        out_dir, safe_serialization=True, **kwargs)
