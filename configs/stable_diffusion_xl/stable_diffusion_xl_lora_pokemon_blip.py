@@ -3,10 +3,3 @@
 _base_ = './stable_diffusion_xl_pokemon_blip.py'
 model = dict(lora=dict(rank=8, alpha=8), gradient_checkpointing=False)
 optim_wrapper = dict(optimizer=dict(lr=1e-4))
-custom_hooks = [
-    dict(
-        type='VisualizationHook',
-        prompts=['yoda pokemon', 'a cute blue dragon pokemon'],
-        interval=1000),
-    dict(type='DiffusersExportHook', interval=1000),
-]

@@ -7,7 +7,7 @@ by ``datasets``, so a bad file is reported with its path and row.
 """
 import io
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 from mmengine.dataset import Compose
@@ -149,6 +149,3 @@ class HFImageTextDataset(Dataset):
                     level=30)
         raise DataError(f'dataset {self.name!r}: no readable sample at all')
 
-    @property
-    def captions(self) -> List[str]:
-        return list(self.data[self.caption_column])

@@ -8,7 +8,6 @@ real models runs unchanged on the toy ones.
 """
 import copy
 import os
-import os.path as osp
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -207,5 +206,5 @@ def save_pipeline(pipe, out_dir: str) -> str:
 __all__ = [
     'toy_unet_config', 'toy_text_encoder_config', 'toy_vae',
     'toy_scheduler', 'train_toy_vae', 'build_toy_pipeline',
-    'vae_reconstruction_psnr', 'save_pipeline', 'TOY_IMAGE_SIZE', 'osp'
+    'vae_reconstruction_psnr', 'save_pipeline', 'TOY_IMAGE_SIZE'
 ]

@@ -10,7 +10,6 @@ import os.path as osp
 import random
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 # Saturated, well separated colours: the toy score tells them apart by
@@ -119,8 +118,3 @@ def make_shapes_dataset(out_dir: str,
     os.replace(tmp, osp.join(out_dir, 'metadata.jsonl'))
     return out_dir
 
-
-def images_to_array(images) -> np.ndarray:
-    """Stack PIL images (or HWC uint8 arrays) into an NHWC uint8 array."""
-    return np.stack([np.asarray(im.convert('RGB')) if hasattr(im, 'convert')
-                     else np.asarray(im) for im in images])

@@ -11,6 +11,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
+from contextlib import nullcontext
 from typing import Optional
 
 from mmengine.dist import master_only
@@ -61,7 +62,7 @@ class DiffusersExportHook(Hook):
     def _export(self, runner, name: str):
         model = unwrap(runner.model)
         ema = getattr(runner, 'diffkd_ema', None)
-        ctx = ema.swapped(model) if ema is not None else _null()
+        ctx = ema.swapped(model) if ema is not None else nullcontext()
         with ctx:
             out = export_model(model, osp.join(runner.work_dir, name),
                                runner.iter)
@@ -78,12 +79,3 @@ class DiffusersExportHook(Hook):
     def after_train(self, runner):
         if self.save_final:
             self._export(runner, 'final')
-
-
-class _null:
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -6,6 +6,7 @@ runner's visualizer (local backend always; TensorBoard when configured).
 """
 import os
 import os.path as osp
+from contextlib import nullcontext
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ from mmengine.hooks import Hook
 from PIL import Image
 
 from diffkd.registry import HOOKS
-from .export_hook import _null, unwrap
+from .export_hook import unwrap
 
 
 def make_grid(images: Sequence, ncols: Optional[int] = None) -> Image.Image:
@@ -62,7 +63,7 @@ class VisualizationHook(Hook):
     def _visualize(self, runner, step: int):
         model = unwrap(runner.model)
         ema = getattr(runner, 'diffkd_ema', None)
-        with (ema.swapped(model) if ema is not None else _null()):
+        with (ema.swapped(model) if ema is not None else nullcontext()):
             images = model.generate(self.prompts, seeds=self.seeds,
                                     **self.kwargs)
         grid = make_grid(images)

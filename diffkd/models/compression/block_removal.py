@@ -11,7 +11,6 @@ import copy
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
-from diffkd.registry import COMPRESSIONS
 
 MID_CHOICES = ('keep', 'remove', 'resnet')
 Depth = Union[int, Sequence[int]]
