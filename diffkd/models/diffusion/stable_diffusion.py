@@ -32,6 +32,14 @@ class DiffusionBatch:
     added_cond_kwargs: Dict[str, torch.Tensor] = field(default_factory=dict)
     snr: Optional[torch.Tensor] = None
 
+    def rows(self, mask: torch.Tensor) -> 'DiffusionBatch':
+        """The batch restricted to the rows where ``mask`` is True."""
+        return DiffusionBatch(
+            self.noisy_latents[mask], self.timesteps[mask], self.target[mask],
+            self.encoder_hidden_states[mask],
+            {k: v[mask] for k, v in self.added_cond_kwargs.items()},
+            None if self.snr is None else self.snr[mask])
+
 
 def load_scheduler(name_or_path: str, subfolder: str = 'scheduler'):
     """Instantiate the scheduler class named in the saved config."""
@@ -113,6 +121,8 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
         lora: train LoRA adapters instead of full weights:
             ``dict(rank=8, alpha=8, dropout=0.0, target_modules=None,
             text_encoder=False)``; exports go to ``lora/``.
+        prior_loss_weight: weight of the class rows' loss when a batch
+            carries ``is_prior`` (DreamBooth prior preservation).
     """
     text_encoder_names = ('text_encoder', )
 
@@ -125,6 +135,7 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
                  finetune_text_encoder: bool = False,
                  gradient_checkpointing: bool = False,
                  lora: Optional[dict] = None,
+                 prior_loss_weight: float = 1.0,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
@@ -133,6 +144,7 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.model = model
         self.noise_offset = noise_offset
+        self.prior_loss_weight = prior_loss_weight
         self.finetune_text_encoder = finetune_text_encoder
         self.load_text_components(model)
         self.vae = load_component(AutoencoderKL, model, 'vae')
@@ -281,8 +293,21 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
     def loss(self, inputs: Dict) -> Dict[str, torch.Tensor]:
         batch = self.prepare(inputs)
         pred = self.run_unet(self.unet, batch)
-        return {'loss': self.score(pred, batch.target, batch,
-                                   self.loss_module)}
+        is_prior = inputs.get('is_prior')
+        if is_prior is None or not bool(is_prior.any()):
+            return {'loss': self.score(pred, batch.target, batch,
+                                       self.loss_module)}
+        # Prior preservation: instance and class rows share the forward
+        # pass (one timestep and prompt per row) and are scored apart.
+        is_prior = is_prior.to(pred.device, torch.bool)
+        losses = {}
+        for name, rows, weight in (('loss_instance', ~is_prior, 1.0),
+                                   ('loss_prior', is_prior,
+                                    self.prior_loss_weight)):
+            losses[name] = weight * self.score(
+                pred[rows], batch.target[rows], batch.rows(rows),
+                self.loss_module)
+        return losses
 
     def forward(self, inputs: Dict, data_samples=None, mode: str = 'loss'):
         if mode == 'loss':
