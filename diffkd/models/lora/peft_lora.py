@@ -24,8 +24,10 @@ def add_lora(module: nn.Module,
     names = [n for n, _ in module.named_modules()]
     if not any(n == t or n.endswith('.' + t) for t in targets
                for n in names):
-        raise ValueError(f'LoRA target modules {targets} match no module of '
-                         f'{type(module).__name__}')
+        raise ValueError(
+            f'LoRA target modules {targets} match no module of '
+            f'{type(module).__name__}; candidate layer names: '
+            f'{", ".join(lora_candidates(module))}')
     module.add_adapter(
         LoraConfig(
             r=rank,
@@ -34,6 +36,19 @@ def add_lora(module: nn.Module,
             init_lora_weights='gaussian',
             target_modules=targets))
     return module
+
+
+def lora_candidates(module: nn.Module) -> Sequence[str]:
+    """Names that ``target_modules`` can use: the distinct trailing names of
+    the linear and convolution layers (``to_q``, ``to_out.0``, ``proj_in``).
+    """
+    names = set()
+    for name, sub in module.named_modules():
+        if isinstance(sub, (nn.Linear, nn.Conv2d)) and name:
+            parts = name.split('.')
+            tail = parts[-2:] if parts[-1].isdigit() else parts[-1:]
+            names.add('.'.join(tail))
+    return sorted(names)
 
 
 def lora_state_dict(module: nn.Module) -> Dict:
