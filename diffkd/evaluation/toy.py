@@ -48,3 +48,17 @@ def latent_distance(pipe_a, pipe_b, prompts: List[str], **kwargs) -> float:
     b = sample(pipe_b, prompts, output_type='latent', **kwargs)
     return float(torch.stack([(x - y).pow(2).mean() for x, y in zip(a, b)]
                              ).mean())
+
+
+def evaluate_toy_concept(pipe, num_images: int = 16,
+                         prompt: str = 'a sks circle', **kwargs) -> Dict:
+    """How often a pipeline draws the toy DreamBooth concept (a ring) for
+    ``prompt``, and in which colours."""
+    from diffkd.toy.concept import concept_colour, concept_rate
+    images = sample(pipe, [prompt] * num_images, **kwargs)
+    colours: Dict[str, int] = {}
+    for image in images:
+        name = concept_colour(image) or 'none'
+        colours[name] = colours.get(name, 0) + 1
+    return dict(concept_rate=concept_rate(images), colours=colours,
+                images=images)

@@ -4,6 +4,7 @@
 - ``vae``: the toy VAE (shipped weights; retrained if they are missing).
 - ``sd15`` / ``sdxl``: base pipelines: toy VAE, random text encoders and a
   random UNet of the real topology.
+- ``sks-circle``: five photos of the DreamBooth concept (a red ring).
 - ``sd15-teacher`` / ``sdxl-teacher``: the base pipelines with a UNet trained
   by diffkd's own fine-tune config (``configs/toy/*_finetune_toy.py``).
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 from diffkd.utils.hub import register_toy_asset, resolve_model_path
 from diffkd.utils.paths import find_config, find_tool
+from .concept import make_concept_images
 from .shapes import make_shapes_dataset
 
 SHIPPED_VAE = osp.join(osp.dirname(osp.abspath(__file__)), 'weights', 'vae')
@@ -37,6 +39,11 @@ def build_shapes(out_dir: str):
 @register_toy_asset('shapes-val')
 def build_shapes_val(out_dir: str):
     make_shapes_dataset(out_dir, num_images=90, size=32, seed=1)
+
+
+@register_toy_asset('sks-circle')
+def build_concept(out_dir: str):
+    make_concept_images(out_dir, num_images=5, seed=0)
 
 
 @register_toy_asset('vae')
