@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .score import _NAMES, _nearest_palette
+from .score import _NAMES, palette_labels
 from .shapes import COLOURS
 
 CONCEPT_COLOUR = 'red'
@@ -63,10 +63,8 @@ def shows_concept(image) -> bool:
     background colour. (Toy shapes are filled, so the base model does not
     draw rings; the ring's colour is reported apart by
     :func:`concept_colour`.)"""
-    labels, bg = _labels_and_background(image)
+    labels, border, bg = palette_labels(image)
     h, w = labels.shape
-    border = np.concatenate(
-        [labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     fg = labels != bg
     if (border == bg).mean() < 0.6 or fg.sum() < 0.08 * h * w:
         return False  # no plain background: noise, not an object
@@ -87,20 +85,11 @@ def shows_concept(image) -> bool:
 
 def concept_colour(image) -> Optional[str]:
     """The palette colour of the object (None for a blank image)."""
-    labels, bg = _labels_and_background(image)
+    labels, _, bg = palette_labels(image)
     fg = labels[labels != bg]
     if fg.size == 0:
         return None
     return _NAMES[int(np.bincount(fg, minlength=len(_NAMES)).argmax())]
-
-
-def _labels_and_background(image):
-    arr = np.asarray(image.convert('RGB') if hasattr(image, 'convert')
-                     else image)
-    labels = _nearest_palette(arr)
-    border = np.concatenate(
-        [labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    return labels, int(np.bincount(border, minlength=len(_NAMES)).argmax())
 
 
 def concept_rate(images: Sequence) -> float:

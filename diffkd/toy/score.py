@@ -6,7 +6,7 @@ palette colour differs from it, its colour is the majority palette colour and
 its shape follows from how much of its bounding box it fills (square ~1.0,
 circle ~0.79, triangle ~0.5).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,20 +21,27 @@ def _nearest_palette(pixels: np.ndarray) -> np.ndarray:
     return d.argmin(-1)
 
 
-def read_toy_image(image) -> Optional[Dict[str, str]]:
-    """Return the ``colour``, ``shape`` and ``background`` an image shows.
-
-    ``None`` when no foreground object is visible.
-    """
+def palette_labels(image) -> Tuple[np.ndarray, np.ndarray, int]:
+    """Per-pixel palette indices, the border's indices, and the background
+    (the border's majority colour)."""
     arr = np.asarray(image.convert('RGB') if hasattr(image, 'convert')
                      else image)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f'expected an HxWx3 image, got shape {arr.shape}')
     labels = _nearest_palette(arr)
-    h, w = labels.shape
     border = np.concatenate(
         [labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    bg = int(np.bincount(border, minlength=len(_NAMES)).argmax())
+    return labels, border, int(
+        np.bincount(border, minlength=len(_NAMES)).argmax())
+
+
+def read_toy_image(image) -> Optional[Dict[str, str]]:
+    """Return the ``colour``, ``shape`` and ``background`` an image shows.
+
+    ``None`` when no foreground object is visible.
+    """
+    labels, _, bg = palette_labels(image)
+    h, w = labels.shape
     fg_mask = labels != bg
     area = int(fg_mask.sum())
     if area < 0.03 * h * w:

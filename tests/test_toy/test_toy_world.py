@@ -97,3 +97,20 @@ def test_toy_vae_reconstructs_toy_images(toy_sd15):
 def test_unknown_toy_asset_lists_names():
     with pytest.raises(KeyError, match='diffkd-toy/sdxl'):
         resolve_model_path('diffkd-toy/nope')
+
+
+def test_concept_reader_sees_rings_only():
+    import random
+
+    import numpy as np
+
+    from diffkd.toy.concept import concept_colour, render_ring, shows_concept
+    from diffkd.toy.shapes import all_combinations, render_shape
+    rng = random.Random(0)
+    for bg in ('blue', 'white', 'green', 'black', 'yellow'):
+        ring = render_ring(bg, rng=rng)
+        assert shows_concept(ring) and concept_colour(ring) == 'red'
+    assert not any(
+        shows_concept(render_shape(*c, rng=rng)) for c in all_combinations())
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+    assert not shows_concept(noise)
