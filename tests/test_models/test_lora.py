@@ -75,3 +75,40 @@ def test_lora_on_a_distilled_student_records_its_unet(tmp_path, toy_sdxl):
     pipe = load_pipeline(str(tmp_path / 'export'))
     assert pipe.unet.config.mid_block_type == 'UNetMidBlock2D'
     assert any('lora' in n for n, _ in pipe.unet.named_parameters())
+
+
+@pytest.mark.parametrize('kind', ['sd15', 'sdxl'])
+def test_loaded_lora_reproduces_the_trained_model(kind, request, tmp_path):
+    # Adapters on attention and ResNet convs, on the text encoder too, with
+    # alpha != rank: plain diffusers must apply every one of them at the
+    # same scale, so its samples equal the training wrapper's own.
+    from diffkd.engine.hooks import export_model
+    path = request.getfixturevalue(f'toy_{kind}')
+    model = build(type='StableDiffusionXL' if kind == 'sdxl' else
+                  'StableDiffusion', model=path,
+                  lora=dict(rank=4, alpha=8, text_encoder=True,
+                            target_modules=['to_q', 'to_k', 'to_v',
+                                            'to_out.0', 'conv1', 'conv2']))
+    gen = torch.Generator().manual_seed(0)
+    for name, p in model.named_parameters():
+        if 'lora_B' in name:  # trained adapters are not zero
+            p.data.normal_(0, 0.05, generator=gen)
+    export_model(model, str(tmp_path / 'export'), step=0)
+
+    pipe = DiffusionPipeline.from_pretrained(path)
+    pipe.load_lora_weights(str(tmp_path / 'export' / 'lora'))
+
+    def adapted(module):
+        return {n for n, m in module.named_modules() if hasattr(m, 'lora_A')
+                and m.lora_A}
+    assert adapted(pipe.unet) == adapted(model.unet)
+    assert len(adapted(pipe.text_encoder)) == len(
+        adapted(model.text_encoder)) > 0
+    prompt, kw = 'a red circle on a blue background', dict(
+        num_inference_steps=2, guidance_scale=3.0, output_type='np')
+    expected = model.generate([prompt], seeds=[0], **kw)[0]
+    got = pipe(prompt, generator=torch.Generator().manual_seed(0),
+               **kw).images[0]
+    torch.testing.assert_close(torch.from_numpy(got),
+                               torch.from_numpy(expected), atol=1e-4,
+                               rtol=0)

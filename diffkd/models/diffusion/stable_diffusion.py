@@ -18,6 +18,7 @@ from mmengine.model import BaseModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from diffkd.registry import MODELS
+from diffkd.utils.hub import resolve_model_path
 from ..losses import compute_snr
 from .loading import load_component
 
@@ -42,11 +43,16 @@ class DiffusionBatch:
 
 
 def load_scheduler(name_or_path: str, subfolder: str = 'scheduler'):
-    """Instantiate the scheduler class named in the saved config."""
-    config = load_component(DDPMScheduler, name_or_path, subfolder).config
-    cls = getattr(diffusers, config.get('_class_name', 'DDPMScheduler'),
+    """Instantiate the scheduler class named in the saved config (the one
+    ``DiffusionPipeline.from_pretrained`` would use for sampling)."""
+    scheduler = load_component(DDPMScheduler, name_or_path, subfolder)
+    # from_pretrained stamps its own class name on the config: read the
+    # saved one from the raw file.
+    saved = DDPMScheduler.load_config(
+        resolve_model_path(name_or_path), subfolder=subfolder)
+    cls = getattr(diffusers, saved.get('_class_name', 'DDPMScheduler'),
                   DDPMScheduler)
-    return cls.from_config(config)
+    return cls.from_config(scheduler.config)
 
 
 def build_unet(unet: Union[None, str, dict, nn.Module],

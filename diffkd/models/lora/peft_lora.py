@@ -52,19 +52,33 @@ def lora_candidates(module: nn.Module) -> Sequence[str]:
 
 
 def lora_state_dict(module: nn.Module) -> Dict:
-    """The adapter's weights with diffusers key names."""
-    from diffusers.utils import convert_state_dict_to_diffusers
+    """The adapter's weights, keyed ``<layer>.lora_A/lora_B.weight``.
+
+    Kept in peft's naming for every layer: diffusers' older naming
+    (``.lora.down``) covers attention projections only, and a file that
+    mixes the two loads only the layers named like its first key.
+    """
     from peft.utils import get_peft_model_state_dict
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
+    return get_peft_model_state_dict(module)
+
+
+def lora_metadata(module: nn.Module) -> Dict:
+    """The adapter's LoraConfig (rank, alpha, targets) as a plain dict."""
+    config = next(iter(module.peft_config.values())).to_dict()
+    return {k: (sorted(v) if isinstance(v, set) else v)
+            for k, v in config.items()}
 
 
 def save_lora(pipeline_cls, out_dir: str, unet: nn.Module,
               text_encoders: Dict[str, nn.Module]) -> None:
     """``pipeline_cls.save_lora_weights`` for the UNet and any text encoder
-    that carries an adapter (``text_encoder``, ``text_encoder_2``)."""
-    kwargs = {'unet_lora_layers': lora_state_dict(unet)}
+    that carries an adapter (``text_encoder``, ``text_encoder_2``), with
+    each adapter's LoraConfig as metadata so ``alpha`` survives loading."""
+    kwargs = {'unet_lora_layers': lora_state_dict(unet),
+              'unet_lora_adapter_metadata': lora_metadata(unet)}
     for name, encoder in text_encoders.items():
         if getattr(encoder, 'peft_config', None):
             kwargs[f'{name}_lora_layers'] = lora_state_dict(encoder)
+            kwargs[f'{name}_lora_adapter_metadata'] = lora_metadata(encoder)
     pipeline_cls.save_lora_weights(
         out_dir, safe_serialization=True, **kwargs)
