@@ -4,6 +4,7 @@ import os.path as osp
 import sys
 
 import pytest
+import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
@@ -61,3 +62,74 @@ def run_config(config, work_dir, *options, resume=None):
         argv += ['--cfg-options', *options]
     train.main(argv)
     return str(work_dir)
+
+
+def run_tool(rel, argv):
+    """Run ``tools/<rel>``'s main(argv) in-process (loaded by path: a
+    script named test.py must not shadow the standard library's test)."""
+    import importlib.util
+    path = osp.join(REPO, 'tools', rel)
+    spec = importlib.util.spec_from_file_location(
+        'diffkd_tool_' + osp.splitext(osp.basename(rel))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main([str(a) for a in argv])
+
+
+# ------------------------------------------------ tiny metric networks
+@pytest.fixture(scope='session')
+def tiny_clip(tmp_path_factory, toy_sd15):
+    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel,
+                              CLIPProcessor, CLIPTokenizer)
+    torch.manual_seed(0)
+    tok = CLIPTokenizer.from_pretrained(toy_sd15, subfolder='tokenizer')
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32,
+                         intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=77,
+                         eos_token_id=tok.eos_token_id,
+                         bos_token_id=tok.bos_token_id,
+                         pad_token_id=tok.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    path = str(tmp_path_factory.mktemp('clip') / 'tiny-clip')
+    CLIPModel(cfg).save_pretrained(path)
+    CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={'shortest_edge': 32},
+                                           crop_size=32),
+        tokenizer=tok).save_pretrained(path)
+    return path
+
+
+class TinyFeatures(torch.nn.Module):
+    """Stands in for Inception: uint8 NCHW -> 6 features per image."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        x = x.float() / 255
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
+
+
+@pytest.fixture
+def tiny_inception(tmp_path):
+    path = str(tmp_path / 'tiny-inception.pt')
+    torch.jit.script(TinyFeatures()).save(path)
+    return path
+
+
+@pytest.fixture
+def lpips_files(tmp_path):
+    """LPIPS weight files in the published layouts, random values."""
+    torch.manual_seed(0)
+    from diffkd.evaluation.metrics import LPIPS
+    net = LPIPS()
+    alex = {}
+    for conv, idx in zip(net.convs, (0, 3, 6, 8, 10)):
+        alex[f'features.{idx}.weight'] = torch.randn_like(conv.weight) * .05
+        alex[f'features.{idx}.bias'] = torch.zeros_like(conv.bias)
+    lin = {f'lin{i}.model.1.weight': torch.rand_like(h.weight)
+           for i, h in enumerate(net.heads)}
+    torch.save(alex, tmp_path / 'alexnet.pth')
+    torch.save(lin, tmp_path / 'alex.pth')
+    return str(tmp_path / 'alexnet.pth'), str(tmp_path / 'alex.pth')

@@ -3,16 +3,14 @@
 Also the entry point of ``mim train diffkd CONFIG``.
 """
 import argparse
-import importlib.util
 import os
-import os.path as osp
-import sys
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import diffkd  # noqa: F401  (safe resume loader, registries)
+from diffkd.apis.config import load_run_config
 
 
 def parse_args(argv=None):
@@ -49,17 +47,8 @@ def parse_args(argv=None):
 
 
 def build_config(args) -> Config:
-    if not osp.isfile(args.config):
-        sys.exit(f'error: config file {args.config} does not exist')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_run_config(args.config, args.work_dir, args.cfg_options,
+                          args.launcher)
     # Only trainable parameters go to the optimizer (never a frozen teacher).
     cfg.optim_wrapper.setdefault('constructor',
                                  'TrainableParamsOptimWrapperConstructor')
@@ -81,14 +70,6 @@ def build_config(args) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    if not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        cfg.env_cfg.dist_cfg.backend = 'gloo'
-    if importlib.util.find_spec('tensorboard') is not None:
-        backends = cfg.visualizer.setdefault('vis_backends', [])
-        if not any(b.get('type') == 'TensorboardVisBackend'
-                   for b in backends):
-            backends.append(dict(type='TensorboardVisBackend'))
     return cfg
 
 

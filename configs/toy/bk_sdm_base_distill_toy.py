@@ -12,3 +12,5 @@ model = dict(
     student_init='teacher',
     features='bk_sdm',
     loss_weights=dict(task=1.0, output=1.0, feature=1.0))
+# tools/test.py: the teacher samples the same prompts and seeds too
+test_cfg = dict(teacher=True)

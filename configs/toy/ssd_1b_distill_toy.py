@@ -14,3 +14,5 @@ model = dict(
     student_init='teacher',
     features='layers',
     loss_weights=dict(task=1.0, output=0.5, feature=0.5))
+# tools/test.py: the teacher samples the same prompts and seeds too
+test_cfg = dict(teacher=True)

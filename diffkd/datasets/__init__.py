@@ -1,9 +1,11 @@
 from .dreambooth import (DreamBoothDataset, dreambooth_collate,
                          generate_class_images)
 from .hf_dataset import DataError, HFImageTextDataset, read_image
+from .prompts import PromptDataset, read_prompt_file
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
-    'DataError', 'DreamBoothDataset', 'HFImageTextDataset', 'read_image',
+    'DataError', 'DreamBoothDataset', 'HFImageTextDataset', 'PromptDataset',
+    'read_image', 'read_prompt_file',
     'dreambooth_collate', 'generate_class_images'
 ]

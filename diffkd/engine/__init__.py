@@ -1,10 +1,10 @@
 from . import checkpoint  # noqa: F401  (safe resume loader)
 from .hooks import *  # noqa: F401,F403
-from .loops import DiffusionTrainLoop, RandomStateHook
+from .loops import DiffusionTestLoop, DiffusionTrainLoop, RandomStateHook
 from .optim import (AutocastOptimWrapper,
                     TrainableParamsOptimWrapperConstructor)
 
 __all__ = [
-    'AutocastOptimWrapper', 'DiffusionTrainLoop', 'RandomStateHook',
+    'AutocastOptimWrapper', 'DiffusionTestLoop', 'DiffusionTrainLoop', 'RandomStateHook',
     'TrainableParamsOptimWrapperConstructor'
 ]

@@ -8,12 +8,13 @@ fast-forward, so N + resume + N iterations equal 2N straight.
 """
 import logging
 import random
+from typing import Optional
 
 import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner import IterBasedTrainLoop, TestLoop
 
 from diffkd.registry import HOOKS, LOOPS
 
@@ -72,3 +73,27 @@ class DiffusionTrainLoop(IterBasedTrainLoop):
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
+
+
+@LOOPS.register_module()
+class DiffusionTestLoop(TestLoop):
+    """mmengine's TestLoop over a prompt set: every batch is sampled with
+    the same settings, and with ``teacher=True`` a distiller's teacher
+    samples the same prompts and seeds for the agreement metrics.
+
+    Args:
+        sampling: ``num_inference_steps``, ``guidance_scale``, ``height``,
+            ``width``, ``negative_prompt`` for the pipeline.
+        teacher: also sample the teacher (DiffusionDistiller only).
+    """
+
+    def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
+                 sampling: Optional[dict] = None, teacher: bool = False):
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self.sampling = dict(sampling or {}, teacher=teacher)
+
+    def run_iter(self, idx, data_batch) -> None:
+        data_batch = dict(data_batch)
+        data_batch['inputs'] = dict(data_batch['inputs'],
+                                    sampling=self.sampling)
+        super().run_iter(idx, data_batch)

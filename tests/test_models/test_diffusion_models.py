@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from mmengine.registry import DefaultScope
@@ -132,3 +133,38 @@ def test_min_snr_is_finite_at_zero_terminal_snr():
     assert loss(pred, target, snr=snr).item() == pytest.approx(1.0)
     assert loss(pred, target, snr=snr,
                 prediction_type='v_prediction').item() == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize('kind', ['sd15', 'sdxl'])
+def test_batched_predict_matches_one_diffusers_call_per_prompt(
+        kind, request):
+    # Evaluation samples prompts in batches; each image must still be what
+    # plain diffusers draws for that prompt and seed alone.
+    from diffusers import DiffusionPipeline
+    path = request.getfixturevalue(f'toy_{kind}')
+    with DefaultScope.overwrite_default_scope('diffkd'):
+        model = MODELS.build(dict(
+            type='StableDiffusionXL' if kind == 'sdxl' else
+            'StableDiffusion', model=path))
+    pipe = DiffusionPipeline.from_pretrained(path)
+    prompts = ['a red circle on a blue background',
+               'a green square on a white background',
+               'a blue triangle on a black background']
+    kw = dict(num_inference_steps=3, guidance_scale=3.0)
+    samples = model.predict(prompts, seeds=[5, 6, 7], indices=[0, 1, 2],
+                            batch_size=2, **kw)
+    for i, (prompt, sample) in enumerate(zip(prompts, samples)):
+        alone = pipe(prompt, generator=torch.Generator().manual_seed(5 + i),
+                     output_type='np', **kw).images[0]
+        assert sample['seed'] == 5 + i and sample['prompt'] == prompt
+        assert sample['image'].dtype == np.uint8
+        np.testing.assert_allclose(sample['image'],
+                                   (alone * 255).round(), atol=1)
+        assert sample['latent'].shape == (4, 8, 8)
+
+
+def test_teacher_sampling_needs_a_distiller(toy_sd15):
+    model = build(type='StableDiffusion', model=toy_sd15)
+    with pytest.raises(ValueError, match='needs a DiffusionDistiller'):
+        model(dict(text=['a red circle on a blue background'], seed=[0],
+                   sampling=dict(teacher=True)), mode='predict')

@@ -21,3 +21,23 @@ train_dataloader = dict(
         image_column='image',
         caption_column='text',
         pipeline=train_pipeline))
+
+# Evaluation: the 90 toy captions, prompt i sampled with seed i. Metrics
+# whose weights are not on the machine (CLIP, Inception, LPIPS) are left
+# out with a message saying which file to put where.
+test_dataloader = dict(
+    batch_size=10,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(type='PromptDataset', prompts='diffkd-toy', seed=0))
+# tools/test.py samples them like tools/analysis_tools/toy_score.py does
+test_cfg = dict(
+    type='DiffusionTestLoop',
+    sampling=dict(num_inference_steps=20, guidance_scale=4.0))
+test_evaluator = [
+    dict(type='ToyPromptScore'),
+    dict(type='TeacherStudentAgreement'),
+    dict(type='CLIPScore'),
+    dict(type='FID', reference='diffkd-toy/shapes-val'),
+]

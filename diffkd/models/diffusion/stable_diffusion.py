@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
 import diffusers
+import numpy as np
 import torch
 import torch.nn as nn
 from diffusers import (AutoencoderKL, DDPMScheduler, StableDiffusionPipeline,
@@ -319,8 +320,52 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
         if mode == 'loss':
             return self.loss(inputs)
         if mode == 'predict':
-            return self.generate(list(inputs['text']))
+            sampling = dict(inputs.get('sampling') or {})
+            if sampling.pop('teacher', False):
+                raise ValueError(
+                    f'sampling with teacher=True needs a DiffusionDistiller; '
+                    f'{type(self).__name__} has no teacher')
+            return self.predict(list(inputs['text']), inputs.get('seed'),
+                                inputs.get('index'), **sampling)
         raise ValueError(f'unsupported mode {mode!r}; use loss or predict')
+
+    @torch.no_grad()
+    def predict(self, prompts: List[str], seeds=None, indices=None,
+                unet: Optional[nn.Module] = None, **sampling) -> List[Dict]:
+        """Evaluation samples: per prompt a dict with its ``prompt``,
+        ``seed``, ``index``, final ``latent`` and decoded uint8 ``image``."""
+        seeds = list(seeds) if seeds is not None else list(
+            range(len(prompts)))
+        indices = list(indices) if indices is not None else list(
+            range(len(prompts)))
+        latents = self.generate(prompts, seeds, unet=unet,
+                                output_type='latent', **sampling)
+        images = self.decode_latents(torch.stack(latents))
+        return [
+            dict(prompt=p, seed=int(s), index=int(i), latent=lat.cpu(),
+                 image=img)
+            for p, s, i, lat, img in zip(prompts, seeds, indices, latents,
+                                         images)
+        ]
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """Final latents -> uint8 ``NxHxWx3`` images, as the pipeline's own
+        decoding does it."""
+        cfg = self.vae.config
+        p = next(self.vae.parameters())
+        lat = latents.to(p.device, p.dtype)
+        mean = getattr(cfg, 'latents_mean', None)
+        std = getattr(cfg, 'latents_std', None)
+        if mean is not None and std is not None:
+            mean = torch.tensor(mean).view(1, -1, 1, 1).to(lat)
+            std = torch.tensor(std).view(1, -1, 1, 1).to(lat)
+            lat = lat * std / cfg.scaling_factor + mean
+        else:
+            lat = lat / cfg.scaling_factor
+        img = (self.vae.decode(lat).sample / 2 + 0.5).clamp(0, 1)
+        img = img.permute(0, 2, 3, 1).float().cpu().numpy()
+        return (img * 255).round().astype(np.uint8)
 
     # ------------------------------------------------------------- export
     pipeline_class_name = 'StableDiffusionPipeline'
@@ -372,8 +417,13 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
                  height: Optional[int] = None,
                  width: Optional[int] = None,
                  unet: Optional[nn.Module] = None,
-                 output_type: str = 'pil'):
-        """Sample one image per prompt; seed ``seeds[i]`` for prompt i."""
+                 output_type: str = 'pil',
+                 batch_size: int = 16):
+        """Sample one image per prompt; seed ``seeds[i]`` for prompt i.
+
+        Prompts go through the pipeline ``batch_size`` at a time, each with
+        its own generator, so an image does not depend on its batch-mates.
+        """
         pipe = self.pipeline(unet)
         pipe.set_progress_bar_config(disable=True)
         seeds = seeds if seeds is not None else list(range(len(prompts)))
@@ -381,18 +431,21 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
         self.eval()
         images = []
         try:
-            for prompt, seed in zip(prompts, seeds):
-                gen = torch.Generator(device='cpu').manual_seed(int(seed))
+            for i in range(0, len(prompts), batch_size):
+                chunk = list(prompts[i:i + batch_size])
+                gens = [torch.Generator(device='cpu').manual_seed(int(s))
+                        for s in seeds[i:i + batch_size]]
                 out = pipe(
-                    prompt,
-                    negative_prompt=negative_prompt,
+                    chunk,
+                    negative_prompt=None if negative_prompt is None else
+                    [negative_prompt] * len(chunk),
                     num_inference_steps=num_inference_steps,
                     guidance_scale=guidance_scale,
                     height=height,
                     width=width,
-                    generator=gen,
+                    generator=gens,
                     output_type=output_type)
-                images.append(out.images[0])
+                images.extend(list(out.images))
         finally:
             self.train(was_training)
         return images

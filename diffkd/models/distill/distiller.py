@@ -315,8 +315,33 @@ class DiffusionDistiller(FrozenWeightsOutOfCheckpoints, BaseModel):
         if mode == 'loss':
             return self.loss(inputs)
         if mode == 'predict':
-            return self.student.generate(list(inputs['text']))
+            return self.predict(inputs)
         raise ValueError(f'unsupported mode {mode!r}; use loss or predict')
+
+    @torch.no_grad()
+    def predict(self, inputs: Dict) -> List[Dict]:
+        """The student's evaluation samples; with ``sampling.teacher`` also
+        the teacher's for the same prompts and seeds (``teacher_image``,
+        ``teacher_latent``)."""
+        sampling = dict(inputs.get('sampling') or {})
+        with_teacher = sampling.pop('teacher', False)
+        args = (list(inputs['text']), inputs.get('seed'), inputs.get('index'))
+        samples = self.student.predict(*args, **sampling)
+        if with_teacher:
+            # Sampling runs in the pipeline's dtype; a low-precision
+            # teacher is upcast for it (bf16/fp16 -> fp32 -> back is exact).
+            if self.teacher_dtype is not None:
+                self.teacher.float()
+            try:
+                theirs = self.student.predict(*args, unet=self.teacher,
+                                              **sampling)
+            finally:
+                if self.teacher_dtype is not None:
+                    self.teacher.to(self.teacher_dtype)
+            for mine, t in zip(samples, theirs):
+                mine.update(teacher_image=t['image'],
+                            teacher_latent=t['latent'])
+        return samples
 
     # ------------------------------------------------- export / sampling
     @property

@@ -1,0 +1,10 @@
+from .agreement import TeacherStudentAgreement
+from .clip_score import CLIPScore, clip_scores
+from .fid import FID
+from .lpips import LPIPS
+from .toy_score import ToyPromptScore
+
+__all__ = [
+    'CLIPScore', 'FID', 'LPIPS', 'TeacherStudentAgreement', 'ToyPromptScore',
+    'clip_scores'
+]

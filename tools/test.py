@@ -1,0 +1,90 @@
+"""Evaluate a trained model: ``python tools/test.py CONFIG CHECKPOINT``.
+
+Also the entry point of ``mim test diffkd CONFIG --checkpoint CHECKPOINT``
+(mim passes the checkpoint on as the positional argument).
+Samples the config's ``test_dataloader`` prompts with ``test_cfg``'s
+settings, runs every ``test_evaluator`` metric, prints the scores and saves
+them, with every generated image, in ``<work_dir>/<timestamp>/test/``.
+CHECKPOINT is a ``.pth`` file or a work dir (its latest checkpoint).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+import diffkd  # noqa: F401  (safe checkpoint loader, registries)
+from diffkd.apis.config import load_run_config
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Evaluate a diffkd model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        'checkpoint', nargs='?',
+        help='checkpoint (.pth) or work dir; none: the config\'s weights '
+        'as they are (e.g. a pretrained pipeline)')
+    parser.add_argument('--work-dir', help='where the outputs go (default: '
+                        './work_dirs/<config>)')
+    parser.add_argument('--out', help='also write the metrics JSON here')
+    parser.add_argument('--no-images', action='store_true',
+                        help='keep the scores, not the generated images')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config keys, e.g. test_dataloader.dataset.'
+        'num_prompts=16')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A .pth file as is; a work dir -> the checkpoint it last wrote."""
+    if osp.isdir(path):
+        marker = osp.join(path, 'last_checkpoint')
+        if not osp.isfile(marker):
+            sys.exit(f'error: {path} holds no last_checkpoint (is it the '
+                     'work dir of a run that saved a checkpoint?)')
+        with open(marker) as f:
+            return f.read().strip()
+    if not osp.isfile(path):
+        sys.exit(f'error: checkpoint {path} does not exist')
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_run_config(args.config, args.work_dir, args.cfg_options,
+                          args.launcher)
+    for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
+        if cfg.get(key) is None:
+            sys.exit(f'error: {args.config} has no {key}; inherit '
+                     "'configs/_base_/evaluation/...' or define it")
+    cfg.load_from = resolve_checkpoint(args.checkpoint) \
+        if args.checkpoint else None
+    cfg.resume = False
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'TestOutputsHook' for h in hooks):
+        hooks.append(
+            dict(type='TestOutputsHook', save_images=not args.no_images))
+    cfg.custom_hooks = hooks
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    metrics = {k: float(v) for k, v in metrics.items()}
+    print(json.dumps(metrics, indent=2))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(metrics, f, indent=2)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
