@@ -37,8 +37,11 @@ def test_other_families(config, params):
     assert stats(config)['student']['params'] == params
 
 
-def test_toy_twin_and_worked_example_do_not_train_anything(diffkd_home):
+def test_toy_twin_and_worked_example_do_not_train_anything(
+        tmp_path, monkeypatch):
+    # an empty home: nothing may be built or trained in it
+    monkeypatch.setenv('DIFFKD_HOME', str(tmp_path))
     res = stats('toy/my_student_distill_toy.py')
     assert res['student']['params'] < res['teacher']['params']
     assert res['teacher']['config_from'] == 'toy:sdxl'
-    assert not osp.exists(osp.join(diffkd_home, 'toy', 'sdxl-teacher'))
+    assert not osp.exists(osp.join(tmp_path, 'toy', 'sdxl-teacher'))
