@@ -8,7 +8,8 @@ env_cfg = dict(
 )
 
 default_hooks = dict(
-    runtime_info=dict(type='RuntimeInfoHook'),
+    # Loss scalars reach the host once per log interval, not every step.
+    runtime_info=dict(type='DeferredRuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),

@@ -26,8 +26,30 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError('the model has no trainable parameters')
         optimizer_cfg['params'] = params
         optimizer = OPTIMIZERS.build(optimizer_cfg)
-        return OPTIM_WRAPPERS.build(
+        wrapper = OPTIM_WRAPPERS.build(
             optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
+        if getattr(wrapper, 'clip_func', None) is not None and \
+                wrapper.clip_grad_kwargs.get('type', 'norm') == 'norm':
+            wrapper.clip_func = DeferredGradNorm(wrapper.clip_func)
+        return wrapper
+
+
+class DeferredGradNorm:
+    """``clip_grad_norm_`` that keeps the norm on the device.
+
+    mmengine's OptimWrapper logs the norm with ``float()`` every step (a
+    host sync); returning None skips that, and
+    :class:`~diffkd.engine.hooks.DeferredRuntimeInfoHook` logs ``last``
+    with the other scalars.
+    """
+
+    def __init__(self, clip_func):
+        self.clip_func = clip_func
+        self.last = None
+
+    def __call__(self, *args, **kwargs):
+        self.last = self.clip_func(*args, **kwargs)
+        return None
 
 
 @OPTIM_WRAPPERS.register_module()

@@ -1,10 +1,12 @@
 from .ema_hook import EMAHook
 from .export_hook import DiffusersExportHook, export_model
+from .runtime_info_hook import DeferredRuntimeInfoHook
 from .teacher_hook import TeacherScheduleHook
 from .test_outputs_hook import TestOutputsHook
 from .visualization_hook import VisualizationHook, make_grid
 
 __all__ = [
-    'DiffusersExportHook', 'EMAHook', 'TeacherScheduleHook', 'TestOutputsHook',
-    'VisualizationHook', 'export_model', 'make_grid'
+    'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'EMAHook',
+    'TeacherScheduleHook', 'TestOutputsHook', 'VisualizationHook',
+    'export_model', 'make_grid'
 ]

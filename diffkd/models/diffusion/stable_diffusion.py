@@ -22,6 +22,7 @@ from diffkd.registry import MODELS
 from diffkd.utils.hub import resolve_model_path
 from ..losses import compute_snr
 from .loading import load_component
+from .speed import configure_unet, speed_options
 
 
 @dataclass
@@ -130,6 +131,8 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
             text_encoder=False)``; exports go to ``lora/``.
         prior_loss_weight: weight of the class rows' loss when a batch
             carries ``is_prior`` (DreamBooth prior preservation).
+        attention / channels_last / compile: speed switches for the UNet
+            (see :mod:`.speed`); a distiller applies them to its teacher too.
     """
     text_encoder_names = ('text_encoder', )
 
@@ -143,6 +146,9 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
                  gradient_checkpointing: bool = False,
                  lora: Optional[dict] = None,
                  prior_loss_weight: float = 1.0,
+                 attention: Optional[str] = None,
+                 channels_last: bool = False,
+                 compile: Union[bool, dict, None] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
@@ -180,6 +186,8 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
             if finetune_text_encoder:
                 for name in self.text_encoder_names:
                     getattr(self, name).gradient_checkpointing_enable()
+        self.unet_speed = speed_options(attention, channels_last, compile)
+        configure_unet(self.unet, **self.unet_speed)
         self._warned_truncation = False
         self._init_checkpoint_filter()
 
@@ -247,15 +255,27 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
         with torch.autocast(device_type=img.device.type, enabled=False):
             latents = self.vae.encode(img.to(
                 self.vae.dtype)).latent_dist.sample()
+        return self.scale_latents(latents)
+
+    def scale_latents(self, latents: torch.Tensor) -> torch.Tensor:
         shift = getattr(self.vae.config, 'shift_factor', None) or 0.0
         return (latents - shift) * self.vae.config.scaling_factor
+
+    def cached_prompt(self, inputs: Dict):
+        """(encoder_hidden_states, added_cond_kwargs) from a latent
+        cache's stored embeddings."""
+        return inputs['prompt_embeds'], {}
 
     # ---------------------------------------------------------------- step
     def prepare(self, inputs: Dict) -> DiffusionBatch:
         """Encode, noise and condition one batch (no UNet involved)."""
-        img = inputs['img']
-        with torch.no_grad():
-            latents = self.encode_images(img)
+        if 'latent_mean' in inputs:  # a latent cache: draw from the stored
+            mean = inputs['latent_mean'].float()  # distribution, as the
+            std = inputs['latent_std'].float()  # VAE's sample() does
+            latents = self.scale_latents(mean + std * torch.randn_like(mean))
+        else:
+            with torch.no_grad():
+                latents = self.encode_images(inputs['img'])
         noise = torch.randn_like(latents)
         if self.noise_offset:
             noise = noise + self.noise_offset * torch.randn(
@@ -277,10 +297,19 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
         else:
             raise ValueError(
                 f'unsupported prediction_type {self.prediction_type!r}')
-        grad = torch.enable_grad() if self.finetune_text_encoder \
-            else torch.no_grad()
-        with grad:
-            hidden, added = self.encode_prompt(list(inputs['text']), inputs)
+        if 'prompt_embeds' in inputs:
+            if self.finetune_text_encoder:
+                raise ValueError(
+                    'cached text embeddings cannot train a text encoder: '
+                    'use a dataset without a latent cache, or freeze the '
+                    'text encoders')
+            hidden, added = self.cached_prompt(inputs)
+        else:
+            grad = torch.enable_grad() if self.finetune_text_encoder \
+                else torch.no_grad()
+            with grad:
+                hidden, added = self.encode_prompt(list(inputs['text']),
+                                                   inputs)
         snr = compute_snr(self.noise_scheduler.alphas_cumprod, timesteps)
         return DiffusionBatch(noisy, timesteps, target, hidden, added, snr)
 

@@ -41,14 +41,20 @@ class StableDiffusionXL(StableDiffusion):
             hidden.append(out.hidden_states[-2])
             pooled = out[0]
         hidden = torch.cat(hidden, dim=-1)
-        empty = torch.tensor([not t for t in texts], device=hidden.device)
-        if empty.any():
+        if not all(texts):  # decided on the host: no device sync
+            empty = torch.tensor([not t for t in texts], device=hidden.device)
             # SDXL's unconditional input is zeros, not the encoded empty
             # prompt (``force_zeros_for_empty_prompt`` in the pipeline).
             hidden = hidden.masked_fill(empty[:, None, None], 0.0)
             pooled = pooled.masked_fill(empty[:, None], 0.0)
         time_ids = self.time_ids_for(inputs, len(texts))
         return hidden, dict(text_embeds=pooled, time_ids=time_ids)
+
+    def cached_prompt(self, inputs: Dict):
+        n = inputs['prompt_embeds'].shape[0]
+        return inputs['prompt_embeds'], dict(
+            text_embeds=inputs['text_embeds'],
+            time_ids=self.time_ids_for(inputs, n))
 
     def time_ids_for(self, inputs: Optional[Dict], n: int) -> torch.Tensor:
         if inputs is not None and inputs.get('time_ids') is not None:

@@ -23,6 +23,7 @@ from diffkd.registry import MODELS
 from ..compression import build_compression, init_from_teacher
 from ..compression.student import teacher_name
 from ..diffusion.loading import load_component
+from ..diffusion.speed import configure_unet, eager
 from ..diffusion.stable_diffusion import FrozenWeightsOutOfCheckpoints
 from .recorder import FeatureRecorder, expand_patterns
 
@@ -131,7 +132,11 @@ class DiffusionDistiller(FrozenWeightsOutOfCheckpoints, BaseModel):
         self.log_pairs = log_pairs
 
         self.pairs = self._resolve_pairs(features, pairs)
-        self._check_pair_shapes()
+        with eager(self.student.unet):
+            self._check_pair_shapes()
+        # The teacher runs with the student's speed switches (layout,
+        # attention kernel, compilation).
+        configure_unet(self.teacher, **self.student.unet_speed)
         self.student_recorder = FeatureRecorder(
             self.student.unet, [s for s, _ in self.pairs])
         self.teacher_recorder = FeatureRecorder(

@@ -1,0 +1,179 @@
+"""Latent cache: what is stored agrees with what the encoders would compute
+on the same crop, stale caches are refused, and training on it computes the
+same loss as training on images."""
+import functools
+import json
+import os
+import os.path as osp
+import shutil
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from diffkd.datasets import (CachedLatentDataset, HFImageTextDataset,
+                             StaleCacheError, fill_latent_cache)
+from diffkd.datasets.transforms import Normalize, Resize
+from diffkd.registry import MODELS
+from tests.conftest import run_tool
+
+
+def source(size=40, max_samples=6):
+    return dict(
+        type='HFImageTextDataset', dataset='diffkd-toy/shapes',
+        max_samples=max_samples,
+        pipeline=[
+            dict(type='Resize', size=size),
+            dict(type='RandomCrop', size=32),
+            dict(type='RandomHorizontalFlip', prob=0.5),
+            dict(type='ComputeTimeIds'),
+            dict(type='Normalize'),
+            dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
+        ])
+
+
+ENCODER = dict(type='StableDiffusionXL', model='diffkd-toy/sdxl')
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory, toy_sdxl, toy_shapes):
+    out = str(tmp_path_factory.mktemp('cache') / 'shapes')
+    fill_latent_cache(out, ENCODER, source(), variants=2, shard_size=5,
+                      batch_size=4)
+    return out
+
+
+@pytest.fixture(scope='module')
+def sdxl(toy_sdxl):
+    with DefaultScope.overwrite_default_scope('diffkd'):
+        return MODELS.build(ENCODER)
+
+
+@functools.lru_cache()
+def _shapes():
+    return HFImageTextDataset('diffkd-toy/shapes', max_samples=6)
+
+
+def _replay(record, size=40):
+    """The record's image, re-made from its stored crop and flip."""
+    raw = _shapes().get_data_info(record['index'])
+    img = Resize(size=size).transform(dict(img=raw['img']))['img']
+    top, left = record['crop_top_left']
+    if record['flip']:  # SDXL records the crop in flipped coordinates
+        left = img.shape[1] - left - 32
+    img = img[top:top + 32, left:left + 32]
+    if record['flip']:
+        img = mmcv.imflip(img, direction='horizontal')
+    img = Normalize().transform(dict(img=img))['img']
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def test_records_carry_their_crop_and_agree_with_the_encoders(cache, sdxl):
+    manifest = json.load(open(osp.join(cache, 'manifest.json')))
+    records = manifest['records']
+    assert len(records) == 12 and manifest['num_images'] == 6
+    assert sorted(f for f in os.listdir(cache)
+                  if f.startswith('shard')) == [
+                      f'shard_0000{i}.safetensors' for i in range(3)]
+    crops = {(tuple(r['crop_top_left']), r['flip']) for r in records}
+    assert len(crops) > 2  # each variant drew its own crop/flip
+    ds = CachedLatentDataset(cache, ENCODER, source(), variants=2)
+    for r in (0, 7, 11):
+        rec = records[r]
+        row = ds._row(r)
+        # SDXL micro-conditioning from the crop this latent was made with.
+        assert row['time_ids'].tolist() == [*rec['ori_shape'],
+                                            *rec['crop_top_left'], 32, 32]
+        img = _replay(rec)[None]
+        with torch.no_grad():
+            dist = sdxl.vae.encode(img).latent_dist
+            hidden, added = sdxl.encode_prompt([rec['text']])
+        torch.testing.assert_close(row['latent_mean'], dist.mean[0],
+                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(row['latent_std'], dist.std[0],
+                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(row['prompt_embeds'], hidden[0])
+        torch.testing.assert_close(row['text_embeds'],
+                                   added['text_embeds'][0])
+
+
+def test_training_on_the_cache_is_training_on_the_images(cache, sdxl):
+    ds = CachedLatentDataset(cache, ENCODER, source(), variants=2)
+    rec = ds.records[3]
+    row = {k: v[None] for k, v in ds._row(3).items()}
+    cached = dict(row, text=[rec['text']])
+    images = dict(img=_replay(rec)[None], text=[rec['text']],
+                  time_ids=row['time_ids'])
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = sdxl.loss(cached)['loss']
+        torch.manual_seed(0)
+        b = sdxl.loss(images)['loss']
+    assert float(a) == pytest.approx(float(b), rel=1e-4, abs=1e-6)
+
+
+def test_caption_drop_uses_the_empty_prompt(cache):
+    ds = CachedLatentDataset(cache, ENCODER, source(), variants=2,
+                             caption_drop=1.0)
+    sample = ds[0]['inputs']
+    assert sample['text'] == ''
+    # SDXL's unconditional input is zeros.
+    assert not sample['prompt_embeds'].any()
+    assert not sample['text_embeds'].any()
+    assert sample['time_ids'].shape == (6, )
+
+
+def test_stale_or_missing_cache_is_refused(cache, tmp_path, toy_sdxl):
+    with pytest.raises(StaleCacheError, match='source changed'):
+        CachedLatentDataset(cache, ENCODER, source(size=48), variants=2)
+    with pytest.raises(StaleCacheError, match='variants'):
+        CachedLatentDataset(cache, ENCODER, source(), variants=3)
+    # Other VAE weights under the same pipeline layout.
+    other = tmp_path / 'sdxl'
+    shutil.copytree(toy_sdxl, other)
+    from safetensors.torch import load_file, save_file
+    (vae_file, ) = [f for f in (other / 'vae').iterdir()
+                    if f.suffix == '.safetensors']
+    state = load_file(vae_file)
+    name = next(iter(state))
+    state[name] = state[name] + 0.01
+    save_file(state, vae_file)
+    with pytest.raises(StaleCacheError, match='vae'):
+        CachedLatentDataset(cache, dict(ENCODER, model=str(other)), source(),
+                            variants=2)
+    with pytest.raises(StaleCacheError, match='tools/cache_latents.py'):
+        CachedLatentDataset(str(tmp_path / 'none'), ENCODER, source())
+
+
+def test_caption_drop_may_not_be_baked_in(tmp_path, toy_sdxl):
+    src = source()
+    src['pipeline'].insert(3, dict(type='RandomCaptionDrop', prob=0.2))
+    with pytest.raises(ValueError, match='caption_drop=0.2'):
+        fill_latent_cache(str(tmp_path / 'c'), ENCODER, src)
+
+
+def test_cache_tool_fills_the_configs_cache(tmp_path, toy_sdxl):
+    cache_dir = tmp_path / 'cache'
+    config = 'configs/toy/ssd_1b_distill_cached_toy.py'
+    opts = [f'train_dataloader.dataset.cache_dir={cache_dir}',
+            'train_dataloader.dataset.encoder.model=diffkd-toy/sdxl',
+            'train_dataloader.dataset.source.max_samples=5']
+    run_tool('cache_latents.py', [config, '--cfg-options', *opts])
+    manifest = json.load(open(cache_dir / 'manifest.json'))
+    assert len(manifest['records']) == 5 * 4  # the config's 4 variants
+    # The config's dataset reads it as it is (no refill: same fingerprint).
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.cache_dir': str(cache_dir),
+        'train_dataloader.dataset.encoder.model': 'diffkd-toy/sdxl',
+        'train_dataloader.dataset.source.max_samples': 5})
+    ds_cfg = cfg.train_dataloader.dataset.to_dict()
+    ds_cfg.pop('type')
+    ds_cfg['auto_fill'] = False
+    ds = CachedLatentDataset(**ds_cfg)
+    assert len(ds) == 5 and ds[4]['inputs']['latent_mean'].shape[0] == 4
+    with pytest.raises(SystemExit, match='not a CachedLatentDataset'):
+        run_tool('cache_latents.py', ['configs/toy/ssd_1b_distill_toy.py'])
