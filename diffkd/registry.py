@@ -3,7 +3,18 @@
 Every registry names the package that holds its modules in ``locations`` so
 that a config with ``default_scope='diffkd'`` resolves each ``type=`` without
 importing anything by hand.
+
+Every build, through these registries or through the mmengine roots that the
+Runner uses, turns mmengine's two most common config mistakes into errors
+that say what to write instead: an unknown ``type`` (:class:`UnknownTypeError`
+with the closest registered names) and a key the class does not take
+(:class:`ConfigKeyError` with the closest parameter names).
 """
+import difflib
+import functools
+import inspect
+from typing import Any, Callable, List, Optional
+
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
@@ -23,13 +34,242 @@ from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
-from mmengine.registry import Registry
+from mmengine.registry import STRATEGIES as MMENGINE_STRATEGIES
+from mmengine.registry import Registry, build_from_cfg
+
+
+class UnknownTypeError(KeyError):
+    """A config ``type`` that no registry in scope knows."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ''
+
+
+class ConfigKeyError(TypeError):
+    """A config key that the class named by ``type`` does not take."""
+
+
+def _close(word: str, names: List[str], n: int = 3) -> List[str]:
+    """Closest names, case-insensitively (``l2loss`` finds ``L2Loss``); a
+    word also matches one part of a snake_case name (``wieght`` finds
+    ``loss_weight``)."""
+    word = word.lower()
+
+    def ratio(a: str) -> float:
+        return difflib.SequenceMatcher(None, word, a).ratio()
+
+    scored = []
+    for name in names:
+        low = name.lower()
+        whole = ratio(low)
+        parts = [ratio(p) for p in low.split('_') if p] if '_' in low \
+            and '_' not in word else []
+        best = max([whole] + parts)
+        if best >= 0.6:
+            scored.append((best, whole, name))
+    scored.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    return [name for _, _, name in scored[:n]]
+
+
+def _quoted(names: List[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else \
+        ', '.join(quoted[:-1]) + ' or ' + quoted[-1]
+
+
+def _visible_names(registry: Registry) -> List[str]:
+    """Every name ``registry.get`` finds without a scope prefix: its own and
+    its ancestors'."""
+    registry.import_from_location()
+    names, reg = set(), registry
+    while reg is not None:
+        names.update(reg.module_dict)
+        reg = reg.parent
+    return sorted(names)
+
+
+def _unknown_type_message(obj_type: str, registry: Registry) -> str:
+    key = registry.split_scope_key(obj_type)[1]
+    names = _visible_names(registry)
+    what = f'{registry.name} type {obj_type!r} is not registered (scope ' \
+           f'{registry.scope!r})'
+    close = _close(key, names)
+    if close:
+        return f'{what}; did you mean {_quoted(close)}?'
+    shown = ', '.join(names[:40]) + (
+        f', ... ({len(names) - 40} more)' if len(names) > 40 else '')
+    return (f'{what}. Registered {registry.name} types: {shown}. A class of '
+            f'your own must be imported first: custom_imports=dict('
+            f"imports=['your.module'])")
+
+
+def _parameters(obj_cls: Any) -> Optional[tuple]:
+    """(names a call to ``obj_cls`` takes by keyword, whether it also takes
+    ``**kwargs``), or None for a callable without a signature."""
+    try:
+        params = inspect.signature(obj_cls).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return None
+    names = [p.name for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _config_key_message(obj_cls: Any, args: dict,
+                        err: TypeError) -> Optional[str]:
+    """The message for keys ``obj_cls`` cannot take, or None when it is not
+    certain that the TypeError came from them."""
+    found = _parameters(obj_cls)
+    if found is None:
+        return None
+    valid, var_keyword = found
+    if var_keyword:
+        # ``**kwargs`` handed up the class hierarchy (LinearLR ->
+        # LinearParamScheduler): a key no ``__init__`` names, and which the
+        # error itself names, is the culprit.
+        if not inspect.isclass(obj_cls):
+            return None
+        for base in obj_cls.__mro__[1:]:
+            if '__init__' in vars(base) and base is not object:
+                more = _parameters(base.__init__)
+                valid += [n for n in (more[0] if more else [])
+                          if n not in valid and n != 'self']
+        bad = [k for k in args if k not in valid and f"'{k}'" in str(err)]
+    else:
+        # The call failed while binding arguments: every rejected key is
+        # the user's.
+        bad = [k for k in args if k not in valid]
+    if not bad:
+        return None
+    name = getattr(obj_cls, '__name__', repr(obj_cls))
+    hints = []
+    for key in bad:
+        close = _close(key, [v for v in valid if v not in args])
+        hints.append(f'{key!r}' + (f' (did you mean {_quoted(close)}?)'
+                                   if close else ''))
+    return (f'{name} got unknown config key{"s" if len(bad) > 1 else ""} '
+            f'{", ".join(hints)}; {name} takes: {", ".join(valid)}')
+
+
+def _with_hints(build_func: Callable, type_key: str = 'type',
+                default_type: Optional[str] = None,
+                precheck: Optional[Callable] = None) -> Callable:
+    """Wrap a registry build function so that an unknown type or config key
+    raises an error naming what was meant.
+
+    The error is only rewritten when it is certain where it came from: the
+    type does not resolve in the registry that build looked in, or the
+    class's own signature rejects a key of the config (then the call fails
+    while binding arguments, before any of the class's code runs), or a
+    class taking ``**kwargs`` failed on a key of the config that no
+    ``__init__`` in its hierarchy names. ``precheck(cfg)`` runs first.
+    """
+    if getattr(build_func, 'diffkd_hints', False):
+        return build_func
+
+    @functools.wraps(build_func)
+    def build(cfg, *args, **kwargs):
+        if precheck is not None:
+            precheck(cfg)
+        try:
+            return build_func(cfg, *args, **kwargs)
+        except (UnknownTypeError, ConfigKeyError):
+            raise  # from a nested build, already explained
+        except (KeyError, TypeError) as err:
+            registry = kwargs.get('registry')
+            default_args = args[0] if args else kwargs.get('default_args')
+            try:
+                message = _explain(err, cfg, registry, default_args,
+                                   type_key, default_type)
+            except Exception:  # never hide the error behind one of ours
+                message = None
+            if message is None:
+                raise
+            new = UnknownTypeError if isinstance(err, KeyError) \
+                else ConfigKeyError
+            # The original traceback would only point into mmengine.
+            raise new(message) from None
+
+    build.diffkd_hints = True
+    return build
+
+
+def _explain(err, cfg, registry, default_args, type_key,
+             default_type) -> Optional[str]:
+    if isinstance(cfg, (list, tuple)):
+        # A list builds item by item (an nn.Sequential of models): the
+        # first item that cannot be built is the one that failed.
+        for item in cfg:
+            message = _explain(err, item, registry, default_args, type_key,
+                               default_type)
+            if message is not None:
+                return message
+        return None
+    if not isinstance(registry, Registry) or not hasattr(cfg, 'get'):
+        return None
+    defaults = default_args or {}
+    obj_type = cfg.get(type_key, defaults.get(type_key, default_type))
+    scope = cfg.get('_scope_', defaults.get('_scope_'))
+    with registry.switch_scope_and_registry(scope) as reg:
+        obj_cls = reg.get(obj_type) if isinstance(obj_type, str) \
+            else obj_type
+        if isinstance(err, KeyError):
+            if isinstance(obj_type, str) and obj_cls is None:
+                return _unknown_type_message(obj_type, reg)
+            return None
+    if obj_cls is None or type_key != 'type' or \
+            'unexpected keyword argument' not in str(err):
+        return None
+    merged = dict(cfg)
+    for k, v in defaults.items():
+        merged.setdefault(k, v)
+    merged.pop('type', None)
+    merged.pop('_scope_', None)
+    return _config_key_message(obj_cls, merged, err)
+
+
+def _check_optimizer_type(cfg) -> None:
+    """mmengine's DefaultOptimWrapperConstructor looks the optimizer class
+    up itself and fails on a typo with "None is not a callable object":
+    resolve it when the constructor is built."""
+    wrapper_cfg = cfg.get('optim_wrapper_cfg') if hasattr(cfg, 'get') \
+        else None
+    optimizer = wrapper_cfg.get('optimizer') if hasattr(
+        wrapper_cfg, 'get') else None
+    obj_type = optimizer.get('type') if hasattr(optimizer, 'get') else None
+    if isinstance(obj_type, str):
+        with MMENGINE_OPTIMIZERS.switch_scope_and_registry(
+                optimizer.get('_scope_')) as reg:
+            if reg.get(obj_type) is None:
+                raise UnknownTypeError(_unknown_type_message(obj_type, reg))
+
+
+# The Runner builds hooks, datasets, transforms, models, loops, optimizers...
+# through mmengine's root registries, whose build functions never consult a
+# child's: wrap the roots (in place, once) so that those builds explain
+# themselves too. The children below inherit the wrapped functions.
+for _root in (MMENGINE_MODELS, MMENGINE_DATASETS, MMENGINE_TRANSFORMS,
+              MMENGINE_DATA_SAMPLERS, MMENGINE_FUNCTIONS, MMENGINE_HOOKS,
+              MMENGINE_OPTIMIZERS, MMENGINE_OPTIM_WRAPPERS,
+              MMENGINE_PARAM_SCHEDULERS, MMENGINE_METRICS, MMENGINE_EVALUATOR,
+              MMENGINE_VISUALIZERS, MMENGINE_VISBACKENDS, MMENGINE_LOOPS,
+              MMENGINE_MODEL_WRAPPERS, MMENGINE_LOG_PROCESSORS,
+              MMENGINE_STRATEGIES):
+    _root.build_func = _with_hints(_root.build_func)
+MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS.build_func = _with_hints(
+    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS.build_func,
+    precheck=_check_optimizer_type)
+# A runner's type is ``runner_type`` and its config is the whole file.
+MMENGINE_RUNNERS.build_func = _with_hints(
+    MMENGINE_RUNNERS.build_func, type_key='runner_type',
+    default_type='Runner')
 
 # Diffusion wrappers, distillers and losses (losses are modules too, as in
 # the OpenMMLab codebases).
 MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['diffkd.models'])
 # Block-removal recipes: teacher UNet config -> student config + module map.
-COMPRESSIONS = Registry('compression', locations=['diffkd.models.compression'])
+COMPRESSIONS = Registry('compression', build_func=_with_hints(build_from_cfg),
+                        locations=['diffkd.models.compression'])
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, locations=['diffkd.datasets'])
 TRANSFORMS = Registry(

@@ -133,3 +133,9 @@ def lpips_files(tmp_path):
     torch.save(alex, tmp_path / 'alexnet.pth')
     torch.save(lin, tmp_path / 'alex.pth')
     return str(tmp_path / 'alexnet.pth'), str(tmp_path / 'alex.pth')
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'scenario: a reliability scenario (fault injection, '
+        'distributed run, hostile input); counted in the summary line')

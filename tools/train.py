@@ -1,16 +1,33 @@
 """Train with an mmengine Runner: ``python tools/train.py CONFIG``.
 
-Also the entry point of ``mim train diffkd CONFIG``.
+Also the entry point of ``mim train diffkd CONFIG``, of ``torchrun ...
+tools/train.py CONFIG --launcher pytorch`` (tools/dist_train.sh) and of
+``srun ... --launcher slurm`` (tools/slurm_train.sh). A config with
+``runner_type='FlexibleRunner'`` and a ``strategy`` (FSDP, DeepSpeed) is
+run by mmengine's FlexibleRunner.
+
+Exit status: 0 when training finished; 143 / 130 when stopped by SIGTERM /
+SIGINT after writing a resumable checkpoint; 1 on any error (the message is
+printed last). See docs/reliability.md.
 """
 import argparse
+import contextlib
+import logging
 import os
+import sys
+import traceback
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import diffkd  # noqa: F401  (safe resume loader, registries)
 from diffkd.apis.config import load_run_config
+from diffkd.engine.distributed import init_distributed
+from diffkd.engine.errors import RunStopped
+from diffkd.engine.hooks import SignalCheckpointHook
+from diffkd.registry import RUNNERS
 
 
 def parse_args(argv=None):
@@ -73,12 +90,58 @@ def build_config(args) -> Config:
     return cfg
 
 
+def build_runner(cfg: Config):
+    if cfg.launcher != 'none':
+        # Before the runner: mmengine's own set-up needs CUDA.
+        init_distributed(cfg.launcher,
+                         **cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)  # e.g. FlexibleRunner with a strategy
+    return Runner.from_cfg(cfg)
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    runner = build_runner(cfg)
+    try:
+        runner.train()
+    except RunStopped:
+        # A deliberate stop (signal, NaN loss, full disk): close the
+        # visualizer so TensorBoard and local logs are complete.
+        with contextlib.suppress(Exception):
+            runner.call_hook('after_run')
+        raise
+    finally:
+        # SIGTERM/SIGINT get their previous handlers back, however training
+        # ended.
+        for hook in runner.hooks:
+            if isinstance(hook, SignalCheckpointHook):
+                hook.restore()
+
+
+def run(argv=None) -> int:
+    """``main`` with the exit status of docs/reliability.md."""
+    try:
+        main(argv)
+    except RunStopped as err:
+        print(f'diffkd: {err}', file=sys.stderr, flush=True)
+        return err.exit_code
+    except SystemExit as err:  # argparse and config errors
+        if err.code is None or isinstance(err.code, int):
+            return err.code or 0
+        print(err.code, file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
+        print('diffkd: interrupted, no checkpoint written', file=sys.stderr)
+        return 130
+    except BaseException as err:
+        traceback.print_exc()
+        print(f'diffkd: training failed: {type(err).__name__}: {err}',
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run())

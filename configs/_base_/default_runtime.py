@@ -13,18 +13,31 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # CheckpointHook that writes atomically and removes old checkpoints
+    # only once the new one is safe (docs/reliability.md).
     checkpoint=dict(
-        type='CheckpointHook', interval=1000, by_epoch=False,
+        type='SafeCheckpointHook', interval=1000, by_epoch=False,
         max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     random_state=dict(type='RandomStateHook'),
+    # SIGTERM/SIGINT: checkpoint at the end of the iteration, exit 143/130.
+    signal=dict(type='SignalCheckpointHook'),
+    # NaN/inf loss: the step is never applied; mode='stop' | 'skip' | 'off'.
+    nonfinite=dict(type='NonFiniteLossHook', mode='stop'),
 )
 
 # Local images always; tools/train.py adds TensorBoard when it is installed.
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)
+# Used by distributed runs only: DDP over trainable weights, frozen teacher,
+# VAE and text encoders neither broadcast nor in gradient buckets.
+model_wrapper_cfg = dict(type='DiffusionDDP')
 log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
+# Several processes: rank r > 0 reseeds with seed + r before the first
+# iteration (diffkd/engine/loops.py), so ranks draw different noise while a
+# single process is unchanged; mmengine's diff_rank_seed stays off (it would
+# also reseed the data sampler).
 randomness = dict(seed=42)

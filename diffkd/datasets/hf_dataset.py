@@ -60,7 +60,10 @@ def read_image(value, where: str) -> np.ndarray:
         with Image.open(src) as im:
             im.load()
             return np.asarray(im.convert('RGB'))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    # DecompressionBombError: a small file that would decode to billions of
+    # pixels (PIL refuses it) is bad data too, not a crash.
+    except (UnidentifiedImageError, OSError, SyntaxError,
+            Image.DecompressionBombError) as err:
         raise DataError(f'{where}: cannot read image '
                         f'{path or "<bytes>"}: {err}') from err
 

@@ -1,4 +1,5 @@
 from . import checkpoint  # noqa: F401  (safe resume loader)
+from . import distributed  # noqa: F401  (DDP/FSDP wrappers, strategy)
 from .hooks import *  # noqa: F401,F403
 from .loops import DiffusionTestLoop, DiffusionTrainLoop, RandomStateHook
 from .optim import (AutocastOptimWrapper,

@@ -5,9 +5,15 @@ loader then fails on its own checkpoints (they hold a HistoryBuffer and
 numpy arrays). Rather than switching ``weights_only`` off, which would
 execute whatever a pickle carries, diffkd keeps the safe loader and allows
 exactly the types mmengine training state is made of.
+
+The helpers at the end write files so that a crash leaves the old content
+or the new one, never a part (see :class:`~diffkd.engine.hooks.
+SafeCheckpointHook`).
 """
+import os
 import os.path as osp
 import pickle
+import shutil
 
 import numpy as np
 import torch
@@ -78,3 +84,66 @@ def safe_torch_load(filename: str, map_location=None):
 @CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_from_local(filename, map_location):
     return safe_torch_load(filename, map_location)
+
+
+# ------------------------------------------------------------ safe writes
+def fsync_tree(path: str) -> None:
+    """Flush a file, or every file and folder under a folder, to disk."""
+    if osp.isdir(path):
+        for root, _, files in os.walk(path):
+            for name in files:
+                fsync_tree(osp.join(root, name))
+            fsync_dir(root)
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or a new entry in ``path`` durable (POSIX)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. a platform that cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: str, final: str) -> None:
+    """``os.replace`` a fully written ``tmp`` onto ``final``: ``final`` is
+    the old or the new content at any moment, never a partial one."""
+    fsync_tree(tmp)
+    os.replace(tmp, final)
+    fsync_dir(osp.dirname(osp.abspath(final)))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    tmp = osp.join(osp.dirname(osp.abspath(path)),
+                   f'.{osp.basename(path)}.tmp')
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove_path(tmp)
+        raise
+    fsync_dir(osp.dirname(osp.abspath(path)))
+
+
+def remove_path(path: str) -> None:
+    if osp.isdir(path) and not osp.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif osp.lexists(path):
+        try:
+            os.remove(path)
+        except OSError:
+            pass

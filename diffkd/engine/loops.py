@@ -5,6 +5,14 @@ draws random crops and flips again and so moves the random generators away
 from where the interrupted run left them. This loop restores the generator
 states saved in the checkpoint (by :class:`RandomStateHook`) after that
 fast-forward, so N + resume + N iterations equal 2N straight.
+
+Distributed runs draw different noise and timesteps on every rank: rank 0
+keeps the stream a single-process run has (so one process is unchanged),
+every other rank reseeds with ``seed + rank`` before the first iteration
+(mmengine's ``diff_rank_seed`` convention; mmengine's own option is not
+used because it also reseeds the data sampler, which would change the
+single-process data order). Checkpoints hold every rank's generator states,
+so a resumed distributed run continues each rank's own stream.
 """
 import logging
 import random
@@ -12,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop, TestLoop
@@ -36,16 +45,55 @@ def set_random_state(state):
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+def seed_all(seed: int) -> None:
+    seed = int(seed) % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # all devices
+
+
+def collect_rank_random_states(runner) -> None:
+    """Gather every rank's generator states for the next checkpoint (a
+    collective: call it on all ranks; the checkpoint is written by rank 0
+    alone)."""
+    _, world = get_dist_info()
+    runner.diffkd_rank_random_states = (
+        all_gather_object(get_random_state()) if world > 1 else None)
+
+
 @HOOKS.register_module()
 class RandomStateHook(Hook):
-    """Save the random generators' states in every checkpoint."""
+    """Save the random generators' states in every checkpoint (every
+    rank's when distributed, see :func:`collect_rank_random_states`)."""
     priority = 'VERY_LOW'
 
     def before_save_checkpoint(self, runner, checkpoint):
-        checkpoint['random_state'] = get_random_state()
+        ranks = getattr(runner, 'diffkd_rank_random_states', None)
+        runner.diffkd_rank_random_states = None
+        if ranks:
+            checkpoint['random_state'] = ranks[0]
+            checkpoint['random_state_ranks'] = ranks
+        else:
+            checkpoint['random_state'] = get_random_state()
 
     def after_load_checkpoint(self, runner, checkpoint):
-        runner.diffkd_pending_random_state = checkpoint.get('random_state')
+        rank, world = get_dist_info()
+        ranks = checkpoint.get('random_state_ranks')
+        if ranks and len(ranks) == world:
+            state = ranks[rank]
+        elif rank == 0:
+            state = checkpoint.get('random_state')
+        else:
+            # Saved by another number of processes: this rank starts a
+            # fresh stream of its own (the run goes on, not bit-exactly).
+            state = None
+            print_log(
+                f'the checkpoint holds the random states of '
+                f'{len(ranks) if ranks else 1} process(es), this run has '
+                f'{world}: rank {rank} reseeds', logger='current',
+                level=logging.WARNING)
+        runner.diffkd_pending_random_state = state
+        runner.diffkd_resumed_random_state = True
 
 
 @LOOPS.register_module()
@@ -66,6 +114,15 @@ class DiffusionTrainLoop(IterBasedTrainLoop):
         if state is not None:
             set_random_state(state)
             self.runner.diffkd_pending_random_state = None
+        else:
+            rank, world = get_dist_info()
+            if world > 1 and rank > 0:
+                resumed = getattr(self.runner, 'diffkd_resumed_random_state',
+                                  False)
+                # Fresh run: seed + rank. Resumed without this rank's saved
+                # state: also mix in the iteration, so the stream is new.
+                seed_all(hash((self.runner.seed, rank, self._iter))
+                         if resumed else self.runner.seed + rank)
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             data_batch = next(self.dataloader_iterator)

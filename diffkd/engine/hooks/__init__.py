@@ -1,12 +1,16 @@
+from .checkpoint_hook import SafeCheckpointHook
 from .ema_hook import EMAHook
 from .export_hook import DiffusersExportHook, export_model
+from .nonfinite_hook import NonFiniteLossHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
+from .signal_hook import SignalCheckpointHook
 from .teacher_hook import TeacherScheduleHook
 from .test_outputs_hook import TestOutputsHook
 from .visualization_hook import VisualizationHook, make_grid
 
 __all__ = [
     'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'EMAHook',
+    'NonFiniteLossHook', 'SafeCheckpointHook', 'SignalCheckpointHook',
     'TeacherScheduleHook', 'TestOutputsHook', 'VisualizationHook',
     'export_model', 'make_grid'
 ]

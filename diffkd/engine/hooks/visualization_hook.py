@@ -10,11 +10,12 @@ from contextlib import nullcontext
 from typing import List, Optional, Sequence
 
 import numpy as np
-from mmengine.dist import master_only
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from PIL import Image
 
 from diffkd.registry import HOOKS
+from ..distributed import full_weights
 from .export_hook import unwrap
 
 
@@ -61,11 +62,15 @@ class VisualizationHook(Hook):
         self.upscale = upscale
 
     def _visualize(self, runner, step: int):
-        model = unwrap(runner.model)
-        ema = getattr(runner, 'diffkd_ema', None)
-        with (ema.swapped(model) if ema is not None else nullcontext()):
-            images = model.generate(self.prompts, seeds=self.seeds,
-                                    **self.kwargs)
+        # Every rank enters (FSDP gathers the shards); rank 0 samples.
+        with full_weights(runner.model):
+            if not is_main_process():
+                return
+            model = unwrap(runner.model)
+            ema = getattr(runner, 'diffkd_ema', None)
+            with (ema.swapped(model) if ema is not None else nullcontext()):
+                images = model.generate(self.prompts, seeds=self.seeds,
+                                        **self.kwargs)
         grid = make_grid(images)
         if self.upscale > 1:
             grid = grid.resize((grid.width * self.upscale,
@@ -78,13 +83,11 @@ class VisualizationHook(Hook):
         runner.logger.info(f'saved samples of {len(images)} prompts to '
                            f'{path}')
 
-    @master_only
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
         if self.interval and self.every_n_train_iters(runner, self.interval) \
                 and runner.iter + 1 < runner.max_iters:
             self._visualize(runner, runner.iter + 1)
 
-    @master_only
     def after_train(self, runner):
         self._visualize(runner, runner.iter)

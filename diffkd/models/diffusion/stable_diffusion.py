@@ -224,19 +224,17 @@ class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
 
     def tokenize(self, tokenizer, texts: List[str]) -> torch.Tensor:
         max_len = tokenizer.model_max_length
-        ids = tokenizer(
-            texts, padding='max_length', max_length=max_len,
-            truncation=False, return_tensors='pt').input_ids
-        if ids.shape[1] > max_len:
-            if not self._warned_truncation:
-                self._warned_truncation = True
-                print_log(
-                    f'a prompt has {ids.shape[1]} tokens; the tokenizer '
-                    f'keeps {max_len}, the rest is truncated',
-                    logger='current',
-                    level=30)
-            ids = self.tokenize_truncated(tokenizer, texts)
-        return ids.to(self.device)
+        # Lengths per prompt: a batch may mix long and short prompts.
+        longest = max((len(ids) for ids in tokenizer(
+            list(texts), truncation=False).input_ids), default=0)
+        if longest > max_len and not self._warned_truncation:
+            self._warned_truncation = True
+            print_log(
+                f'a prompt has {longest} tokens; the tokenizer keeps '
+                f'{max_len}, the rest is truncated',
+                logger='current',
+                level=30)
+        return self.tokenize_truncated(tokenizer, texts).to(self.device)
 
     @staticmethod
     def tokenize_truncated(tokenizer, texts: List[str]) -> torch.Tensor:
