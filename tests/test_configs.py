@@ -35,3 +35,28 @@ def test_config_parses_and_names_registered_types(path):
         assert FUNCTIONS.get(collate[len('diffkd.'):]) is not None
     if dataset.type == 'DreamBoothDataset':
         assert collate == 'diffkd.dreambooth_collate'
+
+
+DISTILL = [p for p in CONFIGS
+           if Config.fromfile(p).model.type == 'DiffusionDistiller']
+
+
+@pytest.mark.parametrize(
+    'path', DISTILL, ids=[osp.relpath(p, CONFIG_DIR) for p in DISTILL])
+def test_distillation_model_builds(path, toy_sd15, toy_sdxl):
+    """Every recipe's student, module map and feature pairs, on the
+    untrained toy pipeline of the config's family (same topology)."""
+    from mmengine.registry import DefaultScope
+    cfg = Config.fromfile(path)
+    xl = cfg.model.student.type == 'StableDiffusionXL'
+    toy = toy_sdxl if xl else toy_sd15
+    cfg.model.student.model = cfg.model.teacher.model = toy
+    cfg.model.teacher.pop('dtype', None)
+    cfg.model.teacher.pop('subfolder', None)  # a bare UNet folder
+    if cfg.model.get('student_init') == 'pretrained':
+        cfg.model.student_init = 'teacher'
+        cfg.model.student.pop('unet', None)
+    with DefaultScope.overwrite_default_scope('diffkd'):
+        model = MODELS.build(cfg.model)
+    features = cfg.model.get('features', 'bk_sdm')
+    assert bool(model.pairs) == bool(features or cfg.model.get('pairs'))

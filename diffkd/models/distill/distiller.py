@@ -185,7 +185,8 @@ class DiffusionDistiller(FrozenWeightsOutOfCheckpoints, BaseModel):
         t_names = set(n for n, _ in self.teacher.named_modules())
         if features is not None:
             for s in expand_patterns(features, s_names):
-                out.append((s, teacher_name(s, self.module_map)))
+                out.append((s, self._matching_teacher_output(
+                    s, teacher_name(s, self.module_map))))
         for s, t in pairs or []:
             if s not in s_names:
                 raise DistillConfigError(
@@ -200,6 +201,23 @@ class DiffusionDistiller(FrozenWeightsOutOfCheckpoints, BaseModel):
         if len({s for s, _ in out}) != len(out):
             raise DistillConfigError('a student module is paired twice')
         return out
+
+    def _matching_teacher_output(self, s: str, t: str) -> str:
+        """The teacher module whose output a student module's matches.
+
+        A kept down stage that is the student's last (BK-SDM-Tiny, Segmind
+        tiny) loses the downsampler its teacher stage has; its output is
+        compared with the teacher stage's last layer, before the teacher
+        downsamples.
+        """
+        s_mod = self.student.unet.get_submodule(s)
+        t_mod = self.teacher.get_submodule(t)
+        if (getattr(t_mod, 'downsamplers', None) is None
+                or getattr(s_mod, 'downsamplers', None) is not None):
+            return t
+        layers = 'attentions' if getattr(t_mod, 'attentions', None) \
+            else 'resnets'
+        return f'{t}.{layers}.{len(getattr(t_mod, layers)) - 1}'
 
     @torch.no_grad()
     def _check_pair_shapes(self):
