@@ -81,6 +81,22 @@ def build_config(args) -> Config:
                 # mmengine's AmpOptimWrapper is GPU-only; bf16 autocast.
                 wrapper.type = 'AutocastOptimWrapper'
                 wrapper.setdefault('dtype', 'bfloat16')
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type') == 'OptimWrapper':
+        # `--cfg-options optim_wrapper.type=OptimWrapper` turns a mixed-
+        # precision config to fp32: the plain wrapper takes no AMP keys.
+        for key in ('dtype', 'loss_scale'):
+            wrapper.pop(key, None)
+    if wrapper.get('type') == 'AmpOptimWrapper' and \
+            not torch.cuda.is_available():
+        # A GPU config on a CPU: mmengine's AmpOptimWrapper would refuse.
+        print_log(
+            'no CUDA device: AmpOptimWrapper '
+            f'({wrapper.get("dtype", "float16")}) replaced by bf16 autocast '
+            '(AutocastOptimWrapper)', logger='current', level=logging.WARNING)
+        wrapper.type = 'AutocastOptimWrapper'
+        wrapper.dtype = 'bfloat16'
+        wrapper.pop('loss_scale', None)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

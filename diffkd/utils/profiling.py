@@ -5,7 +5,7 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 
@@ -101,6 +101,7 @@ class StageTimer:
     def __init__(self, device: str = 'cpu'):
         self.cuda = torch.device(device).type == 'cuda'
         self.totals: Dict[str, float] = defaultdict(float)
+        self.samples: Dict[str, List[float]] = defaultdict(list)
         self.active = False
 
     def now(self) -> float:
@@ -117,8 +118,9 @@ class StageTimer:
         try:
             yield
         finally:
-            self.totals[name] += self.now() - t
+            self.add(name, self.now() - t)
 
     def add(self, name: str, seconds: float):
         if self.active:
             self.totals[name] += seconds
+            self.samples[name].append(seconds)

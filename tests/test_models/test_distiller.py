@@ -91,6 +91,22 @@ def test_teacher_stays_frozen_and_out_of_checkpoints(toy_sdxl):
     assert model.student.unet.conv_in.weight.grad is not None
 
 
+def test_train_mode_reaches_only_what_trains(toy_sdxl):
+    model = xl(toy_sdxl, compression=dict(type='SSD1B'), features='layers')
+    frozen = [model.teacher, model.student.vae, model.student.text_encoder,
+              model.student.text_encoder_2]
+    for _ in range(2):  # the second call takes the shortcut
+        model.train()
+        assert all(m.training for m in model.student.unet.modules())
+        assert not any(m.training for f in frozen for m in f.modules())
+        model.eval()
+        assert not any(m.training for m in model.modules())
+    model.student.train()  # a child switched on its own is followed too
+    assert model.student.unet.training
+    model.train()
+    assert all(m.training for m in model.student.unet.modules())
+
+
 def test_feature_normalisation_divides_by_teacher_power(toy_sdxl):
     kw = dict(compression=dict(type='SSD1B'), features=['mid_block'])
     plain = step(xl(toy_sdxl, **kw))

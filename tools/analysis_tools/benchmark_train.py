@@ -1,7 +1,9 @@
 """Training speed of a config, optionally against a bare PyTorch loop.
 
 ``python tools/analysis_tools/benchmark_train.py CONFIG --iters N
-[--warmup W] [--reference] [--amp] [--cfg-options ...] [--out FILE]``
+[--warmup W] [--reference] [--repeat K] [--amp] [--random-weights]
+[--toy-data PX]
+[--cfg-options ...] [--out FILE]``
 
 Runs W + N iterations of the config with the mmengine Runner exactly as
 ``tools/train.py`` would (same hooks, logging, optimizer wrapper) and times
@@ -14,6 +16,11 @@ PyTorch (no Runner, hooks or registries) doing the same math on the same
 modules, batch size, dtype and seed, and reports engine/reference ratios.
 Before timing, one batch is scored by both and the losses are compared, so
 the two loops are known to compute the same thing. Prints JSON.
+
+``--random-weights`` replaces every published model the config names by
+its architecture with random weights (written to a temporary folder and
+loaded through ``from_pretrained``), and ``--toy-data PX`` trains on the
+toy captioned shapes at PX pixels: the real configs then run offline.
 """
 import argparse
 import contextlib
@@ -24,16 +31,20 @@ import os
 import os.path as osp
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import diffkd  # noqa: F401  (registries, safe loader)
+from diffkd.models.compression.teacher_configs import KNOWN_TEACHERS
+from diffkd.models.diffusion.random_init import save_random_pipeline
 from diffkd.utils.profiling import PeakMemory, StageTimer, release_freed_memory
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -50,8 +61,17 @@ def parse_args(argv=None):
                         help='untimed iterations first')
     parser.add_argument('--reference', action='store_true',
                         help='also time a bare PyTorch loop doing the same')
+    parser.add_argument('--repeat', type=int, default=1,
+                        help='alternate engine and reference runs this '
+                        'many times; report medians')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision, as tools/train.py --amp')
+    parser.add_argument('--random-weights', action='store_true',
+                        help='published models the config names get their '
+                        'real architecture with random weights (offline)')
+    parser.add_argument('--toy-data', type=int, metavar='PX',
+                        help='train on the toy captioned shapes at PX '
+                        'pixels instead of the config\'s dataset')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='override config keys, e.g. '
                         'train_dataloader.batch_size=8')
@@ -65,6 +85,62 @@ def _train_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _published_names(node) -> List[str]:
+    """Known hub ids named anywhere in a config, not found locally."""
+    if isinstance(node, dict):
+        return [n for v in node.values() for n in _published_names(v)]
+    if isinstance(node, (list, tuple)):
+        return [n for v in node for n in _published_names(v)]
+    if isinstance(node, str) and node in KNOWN_TEACHERS and not osp.isdir(
+            node):
+        return [node]
+    return []
+
+
+def _replace_names(node, folders: Dict[str, str]):
+    if isinstance(node, dict):
+        return type(node)({k: _replace_names(v, folders)
+                           for k, v in node.items()})
+    if isinstance(node, (list, tuple)):
+        return type(node)(_replace_names(v, folders) for v in node)
+    return folders.get(node, node) if isinstance(node, str) else node
+
+
+def use_random_weights(cfg, folder: str) -> Dict[str, str]:
+    """Point the config's published models at random-weight copies of
+    their architecture written under ``folder``; returns name -> copy."""
+    names = sorted(set(_published_names(cfg._cfg_dict.to_dict())))
+    if not names:
+        raise SystemExit(f'--random-weights: the config names no published '
+                         f'model ({sorted(KNOWN_TEACHERS)}) missing locally')
+    folders = {}
+    for name in names:
+        print(f'benchmark: {name} -> random weights', file=sys.stderr)
+        folders[name] = save_random_pipeline(
+            name, osp.join(folder, name.replace('/', '--')))
+        release_freed_memory()
+    for key in ('model', 'train_dataloader'):
+        cfg[key] = _replace_names(cfg[key], folders)
+    return folders
+
+
+def use_toy_data(cfg, size: int):
+    """Train on the toy captioned shapes, resized and cropped to size."""
+    toy = Config.fromfile(
+        osp.join(osp.dirname(TOOLS), 'configs', '_base_', 'datasets',
+                 'toy_shapes.py')).train_dataloader.dataset
+    for step in toy.pipeline:
+        if step.type in ('Resize', 'RandomCrop', 'CenterCrop'):
+            step.size = size
+    cfg.train_dataloader.dataset = toy
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.pop('persistent_workers', None)
+
+
+def _numel(module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def _device(model) -> torch.device:
@@ -106,7 +182,9 @@ class _Timing(Hook):
             self.timer.active = True
             release_freed_memory()
             self.memory.reset()
-        if runner.iter + 1 == runner.max_iters:
+            # The clean-up above is not part of the next iteration.
+            self.marks['end'] = self.timer.now()
+        if runner.iter + 2 == runner.max_iters:
             self.marks['peak'] = self.memory.peak()
             self.timer.active = False
 
@@ -165,6 +243,8 @@ def _summary(timer: StageTimer, iters: int, batch: int, peak: int,
     s_it = t['iteration'] / iters
     return dict(
         s_per_iter=s_it, img_per_s=batch / s_it,
+        # Robust to a stall of the machine in one iteration.
+        s_per_iter_median=statistics.median(timer.samples['iteration']),
         peak_mem_bytes=peak, working_mem_bytes=peak - start,
         mem_method=method,
         split_s_per_iter={k: split[k] / iters for k in STAGES})
@@ -173,7 +253,10 @@ def _summary(timer: StageTimer, iters: int, batch: int, peak: int,
 # ---------------------------------------------------------------- engine
 def run_engine(cfg, args, timer: StageTimer, memory: PeakMemory):
     total = args.warmup + args.iters
-    cfg.train_cfg.max_iters = total
+    # One iteration more than timed: the end-of-run checkpoint, export and
+    # samples happen after the timed window (a run pays them once, not
+    # once per `iters` iterations).
+    cfg.train_cfg.max_iters = total + 1
     runner = Runner.from_cfg(cfg)
     start = _Timing(timer, memory, args.warmup, 'start')
     end = _Timing(timer, memory, args.warmup, 'end')
@@ -412,15 +495,20 @@ def main(argv=None):
         targv += ['--cfg-options', *args.cfg_options]
     try:
         cfg = train.build_config(train.parse_args(targv))
+        randomised = (use_random_weights(
+            cfg, osp.join(work_dir, 'random_weights'))
+                      if args.random_weights else {})
+        if args.toy_data:
+            use_toy_data(cfg, args.toy_data)
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        timer, memory = StageTimer(device), PeakMemory(device)
         load = os.getloadavg()[0]  # other work on the machine skews times
-        print(f'benchmark: engine, {args.warmup} + {args.iters} iterations',
-              file=sys.stderr)
-        # Logs go to stderr: stdout is the JSON.
-        with contextlib.redirect_stdout(sys.stderr):
-            runner, engine, attach = run_engine(cfg, args, timer, memory)
-        model = runner.model
+        runs = []
+        for k in range(args.repeat):
+            # Engine and reference alternate: a machine that speeds up or
+            # slows down during the benchmark skews both alike.
+            runs.append(_engine_and_reference(copy.deepcopy(cfg), args,
+                                              device, k))
+        first = runs[0]
         result = dict(
             config=args.config, device=device,
             device_name=(torch.cuda.get_device_name()
@@ -430,12 +518,20 @@ def main(argv=None):
             load_avg_1m=load,
             torch=torch.__version__, batch_size=cfg.train_dataloader
             .batch_size, iters=args.iters, warmup=args.warmup,
-            amp=args.amp, engine=engine)
+            repeat=args.repeat, amp=args.amp,
+            random_weights=sorted(randomised), toy_data=args.toy_data,
+            feature_pairs=first['feature_pairs'],
+            unet_params=first['unet_params'],
+            engine=_median_of([r['engine'] for r in runs]))
         if args.reference:
-            with contextlib.redirect_stdout(sys.stderr):
-                result.update(_reference(runner, cfg, args, device, engine,
-                                         attach.start_weights))
-        del runner, model
+            result['reference'] = _median_of([r['reference'] for r in runs])
+            result['loss_parity'] = max((r['loss_parity'] for r in runs),
+                                        key=lambda p: p['abs_diff'])
+            result['ratio'] = _median_of([r['ratio'] for r in runs])
+        if args.repeat > 1:
+            result['repeats'] = [
+                {k: r[k] for k in ('engine', 'reference', 'ratio') if k in r}
+                for r in runs]
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     text = json.dumps(result, indent=2)
@@ -444,6 +540,47 @@ def main(argv=None):
         with open(args.out, 'w') as f:
             f.write(text + '\n')
     return result
+
+
+def _engine_and_reference(cfg, args, device: str, k: int) -> Dict:
+    """One engine run, then (with --reference) one reference run."""
+    timer, memory = StageTimer(device), PeakMemory(device)
+    print(f'benchmark: engine, {args.warmup} + {args.iters} iterations'
+          f' (run {k + 1} of {args.repeat})', file=sys.stderr)
+    # Logs go to stderr: stdout is the JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        runner, engine, attach = run_engine(cfg, args, timer, memory)
+    model = getattr(runner.model, 'module', runner.model)
+    pairs = getattr(model, 'pairs', None)
+    wrapper, teacher = _parts(model)
+    out = dict(engine=engine,
+               feature_pairs=None if pairs is None else len(pairs),
+               unet_params=dict(student=_numel(wrapper.unet),
+                                teacher=_numel(teacher) if teacher else None))
+    if args.reference:
+        with contextlib.redirect_stdout(sys.stderr):
+            out.update(_reference(runner, cfg, args, device, engine,
+                                  attach.start_weights))
+    del runner, model, wrapper, teacher
+    release_freed_memory()
+    return out
+
+
+def _median_of(results: List[Dict]) -> Dict:
+    """Field-wise median of equally shaped result dicts."""
+    first = results[0]
+    if len(results) == 1:
+        return first
+    out = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            out[key] = _median_of([r[key] for r in results])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            vals = [r[key] for r in results if r[key] is not None]
+            out[key] = statistics.median(vals) if vals else None
+        else:
+            out[key] = value
+    return out
 
 
 def _reference(runner, cfg, args, device, engine: Dict,
@@ -475,6 +612,7 @@ def _reference(runner, cfg, args, device, engine: Dict,
         reference=reference, loss_parity=parity,
         ratio={k: engine[key] / reference[key] if reference[key] else None
                for k, key in (('time', 's_per_iter'),
+                              ('time_median', 's_per_iter_median'),
                               ('peak_mem', 'peak_mem_bytes'),
                               ('working_mem', 'working_mem_bytes'))})
 

@@ -86,6 +86,53 @@ def _frozen_children(module: nn.Module) -> List[str]:
     return names
 
 
+class FrozenChildrenStayInEval:
+    """Mixin: ``train()`` switches only the children that train.
+
+    Frozen components (VAE, text encoders, a teacher) stay in inference
+    mode and are not walked again: mmengine's train loop calls
+    ``model.train()`` every iteration, and walking the thousands of modules
+    of a teacher and its encoders each time cost about 30 ms a step on the
+    toy SDXL distiller (``benchmark_train.py``), more than the optimizer.
+    Which children are frozen is decided at the first call, after the model
+    is built (``requires_grad`` is set in the constructors). A child already
+    in the requested mode is not walked either: mode changes go through the
+    model (``model.train()`` / ``model.eval()``), which keeps every
+    submodule's flag equal to its child's.
+    """
+    _frozen_for_train: Optional[frozenset] = None
+
+    def train(self, mode: bool = True):
+        if self._frozen_for_train is None:
+            self._frozen_for_train = frozenset(_frozen_children(self))
+            first = True
+        else:
+            first = False
+        self.training = mode
+        for name, child in self.named_children():
+            want = mode and name not in self._frozen_for_train
+            if first or child.training != want:
+                child.train(want)
+        return self
+
+
+class DetachedLogVars:
+    """Mixin: the logged loss values leave ``train_step`` detached.
+
+    mmengine's ``parse_losses`` logs the loss tensors themselves, so the
+    step's autograd graph lived on until every hook had run (1.7 ms a step
+    to free on the toy SSD-1B distiller, charged to whatever came next).
+    Detached, it is freed as soon as the optimizer has stepped, as in a
+    hand-written loop. Hooks only read the values.
+    """
+
+    def parse_losses(self, losses):
+        loss, log_vars = super().parse_losses(losses)
+        return loss, type(log_vars)(
+            (k, v.detach() if torch.is_tensor(v) else v)
+            for k, v in log_vars.items())
+
+
 class FrozenWeightsOutOfCheckpoints:
     """Mixin: checkpoints hold only the children that train.
 
@@ -114,7 +161,8 @@ class FrozenWeightsOutOfCheckpoints:
 
 
 @MODELS.register_module()
-class StableDiffusion(FrozenWeightsOutOfCheckpoints, BaseModel):
+class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
+                      FrozenWeightsOutOfCheckpoints, BaseModel):
     """Text-to-image latent diffusion with a trainable UNet (SD 1.x/2.x).
 
     Args:

@@ -24,7 +24,9 @@ from ..compression import build_compression, init_from_teacher
 from ..compression.student import teacher_name
 from ..diffusion.loading import load_component
 from ..diffusion.speed import configure_unet, eager
-from ..diffusion.stable_diffusion import FrozenWeightsOutOfCheckpoints
+from ..diffusion.stable_diffusion import (DetachedLogVars,
+                                         FrozenChildrenStayInEval,
+                                         FrozenWeightsOutOfCheckpoints)
 from .recorder import FeatureRecorder, expand_patterns
 
 STUDENT_INITS = ('teacher', 'pretrained', 'random')
@@ -44,7 +46,8 @@ def _dtype(name: Optional[str]):
 
 
 @MODELS.register_module()
-class DiffusionDistiller(FrozenWeightsOutOfCheckpoints, BaseModel):
+class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
+                         FrozenWeightsOutOfCheckpoints, BaseModel):
     """Distil a teacher UNet into a (compressed) student UNet.
 
     Args:
@@ -378,11 +381,6 @@ class DiffusionDistiller(FrozenWeightsOutOfCheckpoints, BaseModel):
 
     def generate(self, prompts, **kwargs):
         return self.student.generate(prompts, **kwargs)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.teacher.eval()  # dropout/normalisation stay in inference mode
-        return self
 
 
 def _count(module: nn.Module) -> int:
