@@ -63,40 +63,43 @@ def parse_args(argv=None):
     return args
 
 
+def _mixed_precision(wrapper, amp: bool) -> None:
+    """``--amp``, and a mixed-precision config on a machine without CUDA.
+
+    mmengine's AmpOptimWrapper refuses CPUs; bf16 needs no loss scaler,
+    so bf16 autocast (AutocastOptimWrapper) stands in for it there. A
+    config set to the plain OptimWrapper (e.g. ``--cfg-options
+    optim_wrapper.type=OptimWrapper``) trains in fp32: its AMP keys go.
+    """
+    cuda = torch.cuda.is_available()
+    if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
+        if not amp:
+            for key in ('dtype', 'loss_scale'):
+                wrapper.pop(key, None)
+            return
+        wrapper.type = 'AmpOptimWrapper'
+        if cuda:
+            bf16 = torch.cuda.is_bf16_supported()
+            wrapper.setdefault('dtype', 'bfloat16' if bf16 else 'float16')
+            wrapper.setdefault('loss_scale', 'dynamic')
+    elif wrapper.type == 'AmpOptimWrapper' and not cuda:
+        print_log(
+            'no CUDA device: AmpOptimWrapper '
+            f'({wrapper.get("dtype", "float16")}) replaced by bf16 autocast '
+            '(AutocastOptimWrapper)', logger='current', level=logging.WARNING)
+    if wrapper.type == 'AmpOptimWrapper' and not cuda:
+        wrapper.type = 'AutocastOptimWrapper'
+        wrapper.dtype = 'bfloat16'
+        wrapper.pop('loss_scale', None)
+
+
 def build_config(args) -> Config:
     cfg = load_run_config(args.config, args.work_dir, args.cfg_options,
                           args.launcher)
     # Only trainable parameters go to the optimizer (never a frozen teacher).
     cfg.optim_wrapper.setdefault('constructor',
                                  'TrainableParamsOptimWrapperConstructor')
-    if args.amp:
-        wrapper = cfg.optim_wrapper
-        if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
-            if torch.cuda.is_available():
-                wrapper.type = 'AmpOptimWrapper'
-                bf16 = torch.cuda.is_bf16_supported()
-                wrapper.setdefault('dtype', 'bfloat16' if bf16 else 'float16')
-                wrapper.setdefault('loss_scale', 'dynamic')
-            else:
-                # mmengine's AmpOptimWrapper is GPU-only; bf16 autocast.
-                wrapper.type = 'AutocastOptimWrapper'
-                wrapper.setdefault('dtype', 'bfloat16')
-    wrapper = cfg.optim_wrapper
-    if wrapper.get('type') == 'OptimWrapper':
-        # `--cfg-options optim_wrapper.type=OptimWrapper` turns a mixed-
-        # precision config to fp32: the plain wrapper takes no AMP keys.
-        for key in ('dtype', 'loss_scale'):
-            wrapper.pop(key, None)
-    if wrapper.get('type') == 'AmpOptimWrapper' and \
-            not torch.cuda.is_available():
-        # A GPU config on a CPU: mmengine's AmpOptimWrapper would refuse.
-        print_log(
-            'no CUDA device: AmpOptimWrapper '
-            f'({wrapper.get("dtype", "float16")}) replaced by bf16 autocast '
-            '(AutocastOptimWrapper)', logger='current', level=logging.WARNING)
-        wrapper.type = 'AutocastOptimWrapper'
-        wrapper.dtype = 'bfloat16'
-        wrapper.pop('loss_scale', None)
+    _mixed_precision(cfg.optim_wrapper, args.amp)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
