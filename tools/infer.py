@@ -1,7 +1,8 @@
 """Sample images from a finished run: ``python tools/infer.py WORK_DIR``.
 
 Loads ``WORK_DIR/final`` (or any export folder) on top of the base pipeline
-named in it, with plain diffusers, and writes one PNG per prompt and seed.
+named in it, with plain diffusers, and writes one PNG per prompt and seed
+(``000_a_red_circle_seed0.png``: see ``diffkd.apis.sample_filename``).
 """
 import argparse
 import os
@@ -9,7 +10,7 @@ import os.path as osp
 
 import torch
 
-from diffkd.apis import load_pipeline
+from diffkd.apis import load_pipeline, sample_filename
 
 
 def parse_args(argv=None):
@@ -55,8 +56,7 @@ def main(argv=None):
                 height=args.height,
                 width=args.width,
                 generator=gen).images[0]
-            slug = '_'.join(prompt.split())[:60]
-            path = osp.join(args.out, f'{i:03d}_{slug}_seed{seed}.png')
+            path = osp.join(args.out, sample_filename(i, prompt, seed))
             image.save(path)
             written.append(path)
             print(path, flush=True)

@@ -24,7 +24,12 @@ from torch.utils.data import Dataset
 
 from diffkd.registry import DATASETS, FUNCTIONS
 from diffkd.utils.hub import diffkd_home, resolve_model_path
-from .hf_dataset import DataError, load_hf_dataset, read_image
+from .hf_dataset import load_hf_dataset
+from .image_io import (DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_IMAGE_PIXELS,
+                       DataError, ImageReader, read_image)
+
+__all__ = ['DreamBoothDataset', 'dreambooth_collate',
+           'generate_class_images', 'read_image']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
 CLASS_INFO = 'class_images.json'
@@ -159,6 +164,9 @@ class DreamBoothDataset(Dataset):
             num_inference_steps=25, guidance_scale=7.5, height=None,
             width=None, batch_size=4, seed=0)`` for the missing ones.
         repeats: length multiplier, so an epoch is more than a few steps.
+        max_image_pixels / max_aspect_ratio / skip_oversized: image limits,
+            as for :class:`HFImageTextDataset` (a skipped instance or class
+            image is replaced by the next one).
     """
 
     def __init__(self,
@@ -170,7 +178,10 @@ class DreamBoothDataset(Dataset):
                  num_class_images: int = 100,
                  class_image_generation: Optional[Dict] = None,
                  image_column: str = 'image',
-                 repeats: int = 1):
+                 repeats: int = 1,
+                 max_image_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
+                 max_aspect_ratio: Optional[float] = DEFAULT_MAX_ASPECT_RATIO,
+                 skip_oversized: bool = False):
         if not instance_prompt or not instance_prompt.strip():
             raise DataError('DreamBoothDataset: instance_prompt is empty')
         self.name = instance_data
@@ -184,6 +195,13 @@ class DreamBoothDataset(Dataset):
                 dict(class_image_generation or {}))
         self.pipeline = Compose(list(pipeline))
         self.repeats = repeats
+        self.reader = ImageReader(max_image_pixels, max_aspect_ratio,
+                                  skip_oversized=skip_oversized)
+
+    @property
+    def num_skipped(self) -> int:
+        """Images skipped so far (in this process)."""
+        return self.reader.num_skipped
 
     @staticmethod
     def _class_images(prompt: str, folder: Optional[str], num: int,
@@ -215,20 +233,27 @@ class DreamBoothDataset(Dataset):
                    len(self.class_images)) * self.repeats
 
     def _sample(self, image, prompt: str, where: str, idx: int) -> Dict:
-        img = read_image(image, where)
+        img = self.reader.read(image, where)
         return self.pipeline(
             dict(img=img, text=prompt, ori_shape=img.shape[:2],
                  sample_idx=idx))
 
     def __getitem__(self, idx: int) -> Dict:
-        i = idx % len(self.instance_images)
-        item = self._sample(self.instance_images[i], self.instance_prompt,
-                            f'instance data {self.name!r} image {i}', idx)
+        n = len(self.instance_images)
+        item = self.reader.first_usable(
+            idx % n, n,
+            lambda i: self._sample(self.instance_images[i],
+                                   self.instance_prompt,
+                                   f'instance data {self.name!r} image {i}',
+                                   idx), f'instance data {self.name!r}')
         if not self.with_prior:
             return item
-        j = idx % len(self.class_images)
-        prior = self._sample(self.class_images[j], self.class_prompt,
-                             f'class image {self.class_images[j]}', idx)
+        n = len(self.class_images)
+        prior = self.reader.first_usable(
+            idx % n, n,
+            lambda j: self._sample(self.class_images[j], self.class_prompt,
+                                   f'class image {self.class_images[j]}',
+                                   idx), 'class images')
         return dict(instance=item, prior=prior)
 
 

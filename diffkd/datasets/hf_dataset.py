@@ -2,25 +2,26 @@
 
 ``dataset`` is a hub id (``lambdalabs/pokemon-blip-captions``) or a local
 folder in ``imagefolder`` layout (images plus ``metadata.jsonl`` or
-``metadata.csv`` with a ``file_name`` column). Images are decoded here, not
-by ``datasets``, so a bad file is reported with its path and row.
+``metadata.csv`` with a ``file_name`` column). Images are decoded by
+:mod:`diffkd.datasets.image_io`, not by ``datasets``, so a bad file is
+reported with its path and row.
 """
-import io
+import os
 import os.path as osp
 from typing import Dict, Optional, Sequence
 
-import numpy as np
 from mmengine.dataset import Compose
-from mmengine.logging import print_log
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from diffkd.registry import DATASETS
 from diffkd.utils.hub import resolve_model_path
+from .image_io import (DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_IMAGE_PIXELS,
+                       DataError, ImageReader, read_image)
 
+__all__ = ['DataError', 'HFImageTextDataset', 'load_hf_dataset',
+           'read_image']
 
-class DataError(ValueError):
-    """Bad training data; the message names the file or row."""
+METADATA_FILES = ('metadata.jsonl', 'metadata.csv')
 
 
 def load_hf_dataset(dataset: str, split: str = 'train',
@@ -29,43 +30,54 @@ def load_hf_dataset(dataset: str, split: str = 'train',
     path = resolve_model_path(dataset)
     if osp.isdir(path):
         has_meta = any(
-            osp.exists(osp.join(path, m))
-            for m in ('metadata.jsonl', 'metadata.csv'))
+            osp.exists(osp.join(path, m)) for m in METADATA_FILES)
         if has_meta or not osp.exists(osp.join(path, 'dataset_dict.json')):
-            return hfds.load_dataset(
-                'imagefolder', data_dir=path, split=split,
-                cache_dir=cache_dir)
+            try:
+                return hfds.load_dataset(
+                    'imagefolder', data_dir=path, split=split,
+                    cache_dir=cache_dir)
+            except Exception as err:
+                problem = _not_utf8(path) if _caused_by(
+                    err, UnicodeDecodeError) else None
+                if problem:
+                    raise DataError(f'dataset {dataset!r}: {problem}') \
+                        from err
+                raise
         return hfds.load_from_disk(path)[split]
     return hfds.load_dataset(dataset, split=split, cache_dir=cache_dir)
 
 
-def read_image(value, where: str) -> np.ndarray:
-    """Decode an undecoded ``datasets.Image`` value to an RGB HWC array."""
-    path = None
-    try:
-        if isinstance(value, dict):
-            path = value.get('path')
-            data = value.get('bytes')
-            src = io.BytesIO(data) if data else path
-        elif isinstance(value, str):
-            path = value
-            src = value
-        elif isinstance(value, Image.Image):
-            return np.asarray(value.convert('RGB'))
-        else:
-            raise DataError(f'{where}: unsupported image value of type '
-                            f'{type(value).__name__}')
-        if src is None:
-            raise DataError(f'{where}: image has neither bytes nor a path')
-        with Image.open(src) as im:
-            im.load()
-            return np.asarray(im.convert('RGB'))
-    # DecompressionBombError: a small file that would decode to billions of
-    # pixels (PIL refuses it) is bad data too, not a crash.
-    except (UnidentifiedImageError, OSError, SyntaxError,
-            Image.DecompressionBombError) as err:
-        raise DataError(f'{where}: cannot read image '
-                        f'{path or "<bytes>"}: {err}') from err
+def _caused_by(err: BaseException, kind: type) -> bool:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kind):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _not_utf8(folder: str) -> Optional[str]:
+    """The first metadata file under ``folder`` that is not UTF-8, with the
+    line and column (``datasets`` says only "An error occurred while
+    generating the dataset")."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if name not in METADATA_FILES:
+                continue
+            path = osp.join(root, name)
+            with open(path, 'rb') as f:
+                # UTF-8 never uses the newline byte inside a character.
+                for lineno, line in enumerate(f, 1):
+                    try:
+                        line.decode('utf-8')
+                    except UnicodeDecodeError as err:
+                        column = len(line[:err.start].decode('utf-8')) + 1
+                        return (f'{path} line {lineno} is not valid UTF-8 '
+                                f'(byte 0x{line[err.start]:02x} at column '
+                                f'{column}); save the file as UTF-8')
+    return None
 
 
 @DATASETS.register_module()
@@ -76,9 +88,15 @@ class HFImageTextDataset(Dataset):
         dataset: hub id or local imagefolder.
         image_column / caption_column: column names.
         pipeline: list of transform configs.
-        skip_invalid: replace an unreadable sample by the next readable one
-            (with a counted warning) instead of stopping.
+        skip_invalid: replace an unusable sample (unreadable or oversized
+            image) by the next usable one (with a counted warning) instead
+            of stopping.
         max_samples: use only the first rows (quick experiments).
+        max_image_pixels: refuse (or with ``skip_oversized`` skip) images
+            with more pixels, checked before decoding; None: no limit.
+        max_aspect_ratio: the same for long side / short side.
+        skip_oversized: skip oversized images (counted, logged) instead of
+            stopping; unreadable images still stop the run.
     """
 
     def __init__(self,
@@ -89,7 +107,10 @@ class HFImageTextDataset(Dataset):
                  pipeline: Sequence = (),
                  skip_invalid: bool = False,
                  max_samples: Optional[int] = None,
-                 cache_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None,
+                 max_image_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
+                 max_aspect_ratio: Optional[float] = DEFAULT_MAX_ASPECT_RATIO,
+                 skip_oversized: bool = False):
         import datasets as hfds
         self.name = dataset
         ds = load_hf_dataset(dataset, split, cache_dir)
@@ -113,8 +134,13 @@ class HFImageTextDataset(Dataset):
         self.image_column = image_column
         self.caption_column = caption_column
         self.pipeline = Compose(list(pipeline))
-        self.skip_invalid = skip_invalid
-        self.num_skipped = 0
+        self.reader = ImageReader(max_image_pixels, max_aspect_ratio,
+                                  skip_invalid, skip_oversized)
+
+    @property
+    def num_skipped(self) -> int:
+        """Rows skipped so far (in this process)."""
+        return self.reader.num_skipped
 
     def __len__(self) -> int:
         return len(self.data)
@@ -129,7 +155,7 @@ class HFImageTextDataset(Dataset):
             raise DataError(f'{where}: caption in column '
                             f'{self.caption_column!r} is empty or not text '
                             f'({caption!r})')
-        img = read_image(row[self.image_column], where)
+        img = self.reader.read(row[self.image_column], where)
         return dict(
             img=img,
             text=caption,
@@ -137,18 +163,6 @@ class HFImageTextDataset(Dataset):
             sample_idx=idx)
 
     def __getitem__(self, idx: int) -> Dict:
-        for attempt in range(len(self)):
-            i = (idx + attempt) % len(self)
-            try:
-                return self.pipeline(self.get_data_info(i))
-            except DataError as err:
-                if not self.skip_invalid:
-                    raise
-                self.num_skipped += 1
-                print_log(
-                    f'skipped unreadable sample ({self.num_skipped} so far): '
-                    f'{err}',
-                    logger='current',
-                    level=30)
-        raise DataError(f'dataset {self.name!r}: no readable sample at all')
-
+        return self.reader.first_usable(
+            idx, len(self), lambda i: self.pipeline(self.get_data_info(i)),
+            f'dataset {self.name!r}')

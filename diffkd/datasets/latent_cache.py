@@ -14,8 +14,9 @@ pipeline's own encoders:
 * caption dropout happens at training time (the empty prompt's embedding is
   stored once), so a caption is not dropped for good;
 * ``manifest.json`` holds a fingerprint of the encoders' files, the source
-  dataset and its transforms; a cache whose fingerprint differs from the
-  config's is stale and is refused (or rebuilt with ``auto_fill``).
+  dataset and its transforms, and the image reader's version; a cache whose
+  fingerprint differs from the config's is stale and is refused (or rebuilt
+  with ``auto_fill``).
 
 Layout: ``<cache_dir>/manifest.json``, ``shard_00000.safetensors`` ... (up to
 ``shard_size`` records each) and ``empty.safetensors``.
@@ -37,6 +38,7 @@ from torch.utils.data import Dataset
 
 from diffkd.registry import DATASETS, MODELS
 from diffkd.utils.hub import resolve_model_path
+from .image_io import IMAGE_READER_VERSION
 
 CACHE_FORMAT = 1
 MANIFEST = 'manifest.json'
@@ -70,7 +72,8 @@ def cache_fingerprint(encoder: Dict, source: Dict, variants: int,
     model = encoder['model']
     path = resolve_model_path(model)
     fp = dict(format=CACHE_FORMAT, encoder=_canonical(encoder),
-              source=_canonical(source), variants=variants, dtype=dtype)
+              source=_canonical(source), variants=variants, dtype=dtype,
+              image_reader=IMAGE_READER_VERSION)
     for folder in ENCODER_FOLDERS:
         digest = _hash_folder(osp.join(path, folder))
         if digest is not None:

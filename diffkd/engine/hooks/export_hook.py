@@ -6,55 +6,138 @@ safetensors) and ``export_info.json`` naming the base pipeline, so plain
 ``UNet2DConditionModel.from_pretrained`` and ``tools/infer.py`` load it.
 Writes are atomic: a folder appears complete or not at all (written under
 a temporary name, flushed to disk, renamed); a crash while exporting leaves
-the previous export as it was. Under FSDP every rank gathers the weights
-and rank 0 writes.
+the previous export as it was. What a killed export leaves behind is
+cleaned when training starts again. Exports get the permissions the
+user's umask gives. Under FSDP every rank gathers the weights and rank 0
+writes.
 """
 import json
 import os
 import os.path as osp
-import shutil
-import tempfile
+import re
+import secrets
 from contextlib import nullcontext
-from typing import Optional
+from typing import List, Optional
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from diffkd.registry import HOOKS
-from ..checkpoint import fsync_dir, fsync_tree
+from ..checkpoint import fsync_dir, fsync_tree, remove_path
 from ..distributed import full_weights
 
 EXPORT_INFO = 'export_info.json'
+TMP_PREFIX = '.export-'  # the export being written
+OLD_PREFIX = '.export-old-'  # the export being replaced, moved aside
+# What export_model makes (8 characters: tempfile's names before, a hex
+# token now); ``.old-*`` is where it moved replaced exports before.
+_LEFTOVER = re.compile(r'^\.export-(old-)?[a-z0-9_]{8}$')
+_LEGACY_OLD = re.compile(r'^\.old-[a-z0-9_]{8}$')
 
 
 def unwrap(model):
     return model.module if is_model_wrapper(model) else model
 
 
+def _umask() -> int:
+    try:
+        with open('/proc/self/status') as f:  # read without changing it
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _make_dir(parent: str, prefix: str) -> str:
+    """A new folder with a unique name, made as ``mkdir`` makes folders
+    (``tempfile.mkdtemp`` makes them 0700 whatever the umask)."""
+    while True:
+        path = osp.join(parent, prefix + secrets.token_hex(4))
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _apply_umask(root: str) -> None:
+    """Folders 0777 and files 0666 less the umask, as the user's own tools
+    make them; safetensors writes its files 0600."""
+    mask = _umask()
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            path = osp.join(folder, name)
+            if not osp.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
 def export_model(model, out_dir: str, step: Optional[int] = None) -> str:
     """Write ``model``'s trained parts to ``out_dir`` atomically."""
     parent = osp.dirname(osp.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.export-', dir=parent)
+    tmp = _make_dir(parent, TMP_PREFIX)
     try:
         info = model.export_pretrained(tmp)
         info.update(step=step, pipeline_class=model.pipeline_class_name)
         with open(osp.join(tmp, EXPORT_INFO), 'w') as f:
             json.dump(info, f, indent=2)
+        _apply_umask(tmp)
         fsync_tree(tmp)
         old = None
         if osp.exists(out_dir):
-            old = tempfile.mkdtemp(prefix='.old-', dir=parent)
-            os.replace(out_dir, osp.join(old, 'x'))
+            # Kept under its own name: a kill before the next rename is
+            # undone by clean_export_leftovers.
+            old = _make_dir(parent, OLD_PREFIX)
+            os.replace(out_dir, osp.join(old, osp.basename(out_dir)))
         os.replace(tmp, out_dir)
         fsync_dir(parent)
         if old:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_path(old)
     finally:
         if osp.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_path(tmp)
     return out_dir
+
+
+def clean_export_leftovers(work_dir: str, logger=None) -> List[str]:
+    """Remove what killed exports left in ``work_dir``: folders being
+    written, and replaced exports moved aside (put back first where the
+    new one never arrived). Returns the names removed."""
+    if not osp.isdir(work_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(work_dir)):
+        path = osp.join(work_dir, name)
+        if not osp.isdir(path) or osp.islink(path):
+            continue
+        if _LEGACY_OLD.match(name):
+            if not osp.isfile(osp.join(path, 'x', EXPORT_INFO)):
+                continue  # e.g. a latent cache's, not an export
+        elif not _LEFTOVER.match(name):
+            continue
+        if name.startswith(OLD_PREFIX):
+            for kept in os.listdir(path):
+                target = osp.join(work_dir, kept)
+                if not osp.lexists(target):
+                    os.replace(osp.join(path, kept), target)
+                    if logger is not None:
+                        logger.warning(
+                            f'{target}: put back the previous export, '
+                            'which an interrupted export had moved aside')
+        remove_path(path)
+        removed.append(name)
+    if removed:
+        fsync_dir(work_dir)
+        if logger is not None:
+            logger.warning(f'removed what an interrupted export left in '
+                           f'{work_dir}: {", ".join(removed)}')
+    return removed
 
 
 @HOOKS.register_module()
@@ -65,6 +148,10 @@ class DiffusersExportHook(Hook):
     def __init__(self, interval: int = 0, save_final: bool = True):
         self.interval = interval
         self.save_final = save_final
+
+    def before_train(self, runner):
+        if is_main_process():
+            clean_export_leftovers(runner.work_dir, runner.logger)
 
     def _export(self, runner, name: str):
         # Every rank enters (FSDP gathers the shards); rank 0 writes.
