@@ -13,6 +13,10 @@ every other rank reseeds with ``seed + rank`` before the first iteration
 used because it also reseeds the data sampler, which would change the
 single-process data order). Checkpoints hold every rank's generator states,
 so a resumed distributed run continues each rank's own stream.
+
+Its dataloader's workers are shielded by ``SignalCheckpointHook`` before
+they start, so a signal sent to the whole process group does not end them
+before the checkpoint.
 """
 import logging
 import random
@@ -23,9 +27,10 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.runner import IterBasedTrainLoop, TestLoop
+from mmengine.runner import BaseLoop, IterBasedTrainLoop, TestLoop
 
 from diffkd.registry import HOOKS, LOOPS
+from .hooks.signal_hook import SignalCheckpointHook
 
 
 def get_random_state():
@@ -98,6 +103,16 @@ class RandomStateHook(Hook):
 
 @LOOPS.register_module()
 class DiffusionTrainLoop(IterBasedTrainLoop):
+
+    def __init__(self, runner, dataloader, *args, **kwargs):
+        # IterBasedTrainLoop starts the workers as it is built: build the
+        # loader first (BaseLoop's way: mmengine's worker seeding), so that
+        # they start shielded.
+        BaseLoop.__init__(self, runner, dataloader)
+        for hook in runner.hooks:
+            if isinstance(hook, SignalCheckpointHook):
+                hook.shield_workers(self.dataloader)
+        super().__init__(runner, self.dataloader, *args, **kwargs)
 
     def run(self):
         self.runner.call_hook('before_train')

@@ -7,11 +7,20 @@ file names, ``last_checkpoint`` updated, so ``--resume`` finds it) and the
 run stops with :class:`~diffkd.engine.errors.TrainingInterrupted`, which
 ``tools/train.py`` turns into exit status 143 (SIGTERM) or 130 (SIGINT).
 A second signal has its usual effect at once.
+
+Schedulers often signal every process of the job (``scancel``, ``kill
+-TERM -PGID``, systemd), dataloader workers included, and torch's workers
+die of a SIGTERM that does not come from their main process, which fails
+the run before its checkpoint. :meth:`SignalCheckpointHook.shield_workers`
+(called by ``DiffusionTrainLoop`` before its workers start) makes workers
+outlive the first such signal; they still exit with the main process.
 """
 import logging
+import os
 import os.path as osp
 import signal
 import threading
+from functools import partial
 from typing import Sequence, Union
 
 import torch
@@ -19,9 +28,47 @@ import torch.distributed as torch_dist
 from mmengine.dist import get_dist_info
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
+from torch.utils.data import DataLoader
 
 from diffkd.registry import HOOKS
 from ..errors import TrainingInterrupted
+
+
+def _worker_init(worker_id: int, signals=(), init_fn=None) -> None:
+    """``worker_init_fn`` of a shielded dataloader: its own set-up, then the
+    one it had (mmengine's seeding or the config's ``worker_init_fn``)."""
+    # Signals the worker ignores already (SIG_IGN) need nothing.
+    signals = {s for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
+    if signals and hasattr(signal, 'sigwaitinfo'):  # not on macOS/Windows
+        # Blocked, these signals are taken by the thread alone, which can
+        # tell who sent them. Processes started from this worker inherit
+        # the mask: SIGTERM does not reach them, SIGKILL does.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        threading.Thread(
+            target=_absorb_first_signal, args=(signals, os.getppid()),
+            name='diffkd-worker-signals', daemon=True).start()
+    if init_fn is not None:
+        init_fn(worker_id)
+
+
+def _absorb_first_signal(signals, parent: int) -> None:
+    absorbed = False
+    while True:
+        info = signal.sigwaitinfo(signals)
+        # Exit as torch's workers do (status 0, which the main process does
+        # not report as a failure) when the main process sends it (its
+        # shutdown terminates workers), when it is gone, or on a second
+        # signal (which stops the main process at once too). The first one
+        # from elsewhere is the scheduler's: the main process got it as well
+        # and ends its workers after its checkpoint.
+        if info.si_pid == parent or os.getppid() != parent or absorbed:
+            os._exit(0)
+        absorbed = True
+
+
+def _is_shielded(dataloader) -> bool:
+    fn = getattr(dataloader, 'worker_init_fn', None)
+    return isinstance(fn, partial) and fn.func is _worker_init
 
 
 @HOOKS.register_module()
@@ -48,6 +95,21 @@ class SignalCheckpointHook(Hook):
         self._work = None
         self._flag = None
 
+    def shield_workers(self, dataloader) -> None:
+        """Let the workers of ``dataloader`` outlive the first of the
+        handled signals sent to them by anyone but the main process, so
+        that the main process can finish its iteration and checkpoint.
+        The main process still ends them (at its exit it sends them
+        SIGTERM, which they obey at once, as torch's workers do), and a
+        second signal ends them at once. Call it before the workers start:
+        the loader's ``worker_init_fn`` is wrapped."""
+        if (not self.signals or not isinstance(dataloader, DataLoader)
+                or dataloader.num_workers == 0 or _is_shielded(dataloader)):
+            return
+        dataloader.worker_init_fn = partial(
+            _worker_init, signals=tuple(self.signals),
+            init_fn=dataloader.worker_init_fn)
+
     # ------------------------------------------------------------ handlers
     def before_train(self, runner) -> None:
         if not self.signals:
@@ -56,6 +118,16 @@ class SignalCheckpointHook(Hook):
             runner.logger.warning('training is not in the main thread: '
                                   'SIGTERM/SIGINT are not handled')
             return
+        loader = getattr(runner.train_loop, 'dataloader', None)
+        if (isinstance(loader, DataLoader) and loader.num_workers > 0
+                and not _is_shielded(loader)):
+            runner.logger.warning(
+                f'the train dataloader\'s {loader.num_workers} workers were '
+                f'started by {type(runner.train_loop).__name__}, which does '
+                'not shield them: a signal sent to the whole process group '
+                '(scancel, kill -TERM -PGID) ends them and the run fails '
+                'without a checkpoint; use '
+                "train_cfg.type='DiffusionTrainLoop'")
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._handle)
 
