@@ -16,8 +16,8 @@ import sys
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-import diffkd  # noqa: F401  (safe checkpoint loader, registries)
 from diffkd.apis.config import load_run_config
+from diffkd.registry import RUNNERS
 
 
 def parse_args(argv=None):
@@ -76,7 +76,9 @@ def main(argv=None):
         hooks.append(
             dict(type='TestOutputsHook', save_images=not args.no_images))
     cfg.custom_hooks = hooks
-    runner = Runner.from_cfg(cfg)
+    # DiffusionRunner (default_runtime.py) reads the checkpoint as data.
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
+        else Runner.from_cfg(cfg)
     metrics = runner.test()
     metrics = {k: float(v) for k, v in metrics.items()}
     print(json.dumps(metrics, indent=2))

@@ -2,9 +2,10 @@
 
 Also the entry point of ``mim train diffkd CONFIG``, of ``torchrun ...
 tools/train.py CONFIG --launcher pytorch`` (tools/dist_train.sh) and of
-``srun ... --launcher slurm`` (tools/slurm_train.sh). A config with
-``runner_type='FlexibleRunner'`` and a ``strategy`` (FSDP, DeepSpeed) is
-run by mmengine's FlexibleRunner.
+``srun ... --launcher slurm`` (tools/slurm_train.sh). The runner is the
+config's ``runner_type``: ``DiffusionRunner`` (configs/_base_/
+default_runtime.py), or ``DiffusionFlexibleRunner`` with a ``strategy``
+(FSDP, DeepSpeed); both read checkpoints as data (diffkd/engine/runner.py).
 
 Exit status: 0 when training finished; 143 / 130 when stopped by SIGTERM /
 SIGINT after writing a resumable checkpoint; 1 on any error (the message is
@@ -22,7 +23,6 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-import diffkd  # noqa: F401  (safe resume loader, registries)
 from diffkd.apis.config import load_run_config
 from diffkd.engine.distributed import init_distributed
 from diffkd.engine.errors import RunStopped
@@ -115,7 +115,7 @@ def build_runner(cfg: Config):
         init_distributed(cfg.launcher,
                          **cfg.get('env_cfg', {}).get('dist_cfg', {}))
     if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)  # e.g. FlexibleRunner with a strategy
+        return RUNNERS.build(cfg)  # DiffusionRunner, DiffusionFlexibleRunner
     return Runner.from_cfg(cfg)
 
 

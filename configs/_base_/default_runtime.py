@@ -1,4 +1,7 @@
 default_scope = 'diffkd'
+# mmengine's Runner reading checkpoints as data: weights only, an embedded
+# config never executed (docs/reliability.md, "Trust model").
+runner_type = 'DiffusionRunner'
 
 env_cfg = dict(
     cudnn_benchmark=False,

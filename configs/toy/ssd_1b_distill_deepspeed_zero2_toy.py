@@ -1,10 +1,12 @@
-# The toy SSD-1B distillation under DeepSpeed ZeRO-2 (mmengine
-# FlexibleRunner). DeepSpeed needs GPUs and `pip install deepspeed`: this
-# config is validated in the test suite, not run (docs/reliability.md).
+# The toy SSD-1B distillation under DeepSpeed ZeRO-2
+# (DiffusionFlexibleRunner, mmengine's FlexibleRunner). DeepSpeed needs GPUs
+# and `pip install deepspeed`: this config is validated in the test suite,
+# not run (docs/reliability.md).
 _base_ = [
     './ssd_1b_distill_toy.py',
     '../_base_/strategies/deepspeed_zero2.py',
 ]
+runner_type = 'DiffusionFlexibleRunner'
 optim_wrapper = dict(
     _delete_=True,
     type='DeepSpeedOptimWrapper',

@@ -1,10 +1,11 @@
-"""Resume without unpickling code.
+"""Reading checkpoints as data, and writing files crash-safely.
 
 torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10's
-loader then fails on its own checkpoints (they hold a HistoryBuffer and
-numpy arrays). Rather than switching ``weights_only`` off, which would
-execute whatever a pickle carries, diffkd keeps the safe loader and allows
-exactly the types mmengine training state is made of.
+training state holds numpy arrays. Rather than switching ``weights_only``
+off, which would execute whatever a pickle carries, :func:`safe_torch_load`
+keeps the safe loader and allows exactly the data types training state is
+made of. Nothing here changes mmengine: :class:`~diffkd.engine.runner.
+DiffusionRunner` calls these helpers from its own load and save.
 
 The helpers at the end write files so that a crash leaves the old content
 or the new one, never a part (see :class:`~diffkd.engine.hooks.
@@ -14,11 +15,12 @@ import os
 import os.path as osp
 import pickle
 import shutil
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
+import torch.nn as nn
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.runner.checkpoint import CheckpointLoader
 
 
 def _numpy_globals():
@@ -32,28 +34,9 @@ def _numpy_globals():
     return names
 
 
+# HistoryBuffer: only to read checkpoints written before the message hub was
+# saved as plain data (its state is numbers; its methods are not unpickled).
 SAFE_GLOBALS = [HistoryBuffer] + _numpy_globals()
-_DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
-
-
-def _history_buffer_state(self) -> dict:
-    """HistoryBuffer pickles its statistics methods as ``getattr(cls,
-    name)``, which a weights-only load must refuse. The four default methods
-    are re-registered by ``__setstate__`` anyway, so they are left out; only
-    user-registered ones are kept (and then need a trusted full load)."""
-    state = dict(self.__dict__)
-    state.pop('statistics_methods', None)
-    custom = {
-        k: v
-        for k, v in self._statistics_methods.items()
-        if k not in _DEFAULT_STATISTICS
-    }
-    if custom:
-        state['statistics_methods'] = custom
-    return state
-
-
-HistoryBuffer.__getstate__ = _history_buffer_state
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -81,9 +64,54 @@ def safe_torch_load(filename: str, map_location=None):
             f'checkpoint {filename} is corrupt or truncated: {err}') from err
 
 
-@CheckpointLoader.register_scheme(prefixes='', force=True)
-def load_from_local(filename, map_location):
-    return safe_torch_load(filename, map_location)
+# ------------------------------------------------- message hub as plain data
+def message_hub_to_plain(state: dict) -> dict:
+    """A ``MessageHub.state_dict()`` whose HistoryBuffers are plain dicts of
+    tensors, which a weights-only load accepts without allowing any
+    mmengine class. Statistics methods registered on a buffer are code and
+    are not saved; the default ones (min, max, current, mean) always
+    exist."""
+    scalars = {}
+    for key, value in state.get('log_scalars', {}).items():
+        if isinstance(value, HistoryBuffer):
+            log, count = value.data
+            value = dict(
+                log_history=torch.from_numpy(
+                    np.asarray(log, dtype=np.float64).copy()),
+                count_history=torch.from_numpy(
+                    np.asarray(count, dtype=np.int64).copy()),
+                max_length=int(value.max_length))
+        scalars[key] = value
+    return dict(state, log_scalars=scalars)
+
+
+def message_hub_from_plain(state: dict) -> dict:
+    """The inverse of :func:`message_hub_to_plain`; HistoryBuffers of older
+    checkpoints are kept as they are."""
+    scalars = {}
+    for key, value in state.get('log_scalars', {}).items():
+        if isinstance(value, dict) and 'log_history' in value:
+            value = HistoryBuffer(
+                value['log_history'].numpy(),
+                value['count_history'].numpy(), value['max_length'])
+        scalars[key] = value
+    return dict(state, log_scalars=scalars)
+
+
+# ------------------------------------------------------ state-dict layout
+def state_layout(model: nn.Module) -> Tuple[Dict[str, tuple],
+                                            Dict[str, tuple]]:
+    """(what a checkpoint of ``model`` holds, everything ``model`` can
+    load): name -> shape. The first is its ``state_dict()``, which leaves
+    out frozen parts (teacher, VAE, text encoders); the second adds them."""
+    saved = {k: tuple(v.shape) for k, v in model.state_dict().items()
+             if hasattr(v, 'shape')}
+    known = dict(saved)
+    for name, tensor in list(model.named_parameters(
+            remove_duplicate=False)) + list(model.named_buffers(
+                remove_duplicate=False)):
+        known.setdefault(name, tuple(tensor.shape))
+    return saved, known
 
 
 # ------------------------------------------------------------ safe writes

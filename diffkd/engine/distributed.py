@@ -25,6 +25,8 @@ from mmengine.model import MMDistributedDataParallel
 # not in diffkd's scope.
 from mmengine.registry import FUNCTIONS, MODEL_WRAPPERS, STRATEGIES
 
+from .checkpoint import state_layout
+
 
 def init_distributed(launcher: str, backend: str = 'nccl', **kwargs) -> None:
     """Start the process group for ``launcher`` (pytorch, slurm, mpi).
@@ -108,13 +110,16 @@ except ImportError:  # torch without FSDP
     _MMFSDP = None
 
 
+def is_fsdp(model: nn.Module) -> bool:
+    return _MMFSDP is not None and isinstance(model, _MMFSDP)
+
 
 @contextmanager
 def full_weights(model: nn.Module):
     """Whole weights in ``model`` for the duration, e.g. to export or
     sample: FSDP gathers its shards (a collective: every rank enters, one
     rank may write); other models are left as they are."""
-    if _MMFSDP is not None and isinstance(model, _MMFSDP):
+    if is_fsdp(model):
         with _MMFSDP.summon_full_params(model, writeback=False):
             yield model
     else:
@@ -136,7 +141,10 @@ if _MMFSDP is not None:
         Frozen submodules (see :func:`frozen_modules`) are passed as
         ``ignored_modules`` unless the config names its own: they stay whole
         on every rank and out of FSDP's flat parameters. On CPU the device
-        is ``cpu`` (FSDP otherwise looks for an accelerator).
+        is ``cpu`` (FSDP otherwise looks for an accelerator). The names and
+        whole shapes of the weights are recorded before sharding
+        (``diffkd_state_layout``), for the runner to check a checkpoint
+        against.
         """
 
         def __init__(self, module: nn.Module, device_id=None, **kwargs):
@@ -145,7 +153,9 @@ if _MMFSDP is not None:
             if 'ignored_modules' not in kwargs:
                 kwargs['ignored_modules'] = [
                     m for _, m in frozen_modules(module)]
+            layout = state_layout(module)
             super().__init__(module=module, device_id=device_id, **kwargs)
+            self.diffkd_state_layout = layout
 
     from mmengine._strategy import FSDPStrategy
 

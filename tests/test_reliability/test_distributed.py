@@ -116,7 +116,7 @@ def test_ddp_two_processes_match_one_process(one_process, tmp_path):
 
 @pytest.mark.scenario
 def test_fsdp_two_processes_match_one_process(one_process, tmp_path):
-    """FSDP through FlexibleRunner, launched the way ``mim train --launcher
+    """FSDP through DiffusionFlexibleRunner, launched the way ``mim train --launcher
     pytorch`` does (torch.distributed.launch, which passes --local-rank);
     half the iterations, then a resume from the FSDP checkpoint."""
     _, reference, data = one_process
@@ -171,7 +171,7 @@ def test_deepspeed_configs_build_their_strategy(stage, monkeypatch):
     cfg = Config.fromfile(
         osp.join(REPO, 'configs', 'toy',
                  f'ssd_1b_distill_deepspeed_zero{stage}_toy.py'))
-    assert cfg.runner_type == 'FlexibleRunner'
+    assert cfg.runner_type == 'DiffusionFlexibleRunner'
     assert cfg.optim_wrapper.type == 'DeepSpeedOptimWrapper'
     assert 'clip_grad' not in cfg.optim_wrapper  # DeepSpeed clips
     assert OPTIM_WRAPPERS.get('DeepSpeedOptimWrapper') is not None

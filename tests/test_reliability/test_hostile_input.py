@@ -17,10 +17,11 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.logging import MMLogger
 from mmengine.registry import PARAM_SCHEDULERS, DefaultScope
-from mmengine.runner import CheckpointLoader, Runner
+from mmengine.runner import Runner
 from PIL import Image
 
 from diffkd.datasets import DataError
+from diffkd.engine import DiffusionRunner, read_checkpoint
 from diffkd.engine.checkpoint import UnsafeCheckpointError, safe_torch_load
 from diffkd.models.compression import IncompatibleTeacherError
 from diffkd.models.diffusion.loading import CorruptWeightsError
@@ -56,10 +57,11 @@ def runner_config(work_dir, model) -> Config:
 
 @pytest.fixture(scope='module')
 def runner(tmp_path_factory, toy_sd15):
-    """A real Runner around the toy SD-1.5 model: its own build methods
-    (hooks, loops, optimizers, checkpoints) are what a training run uses."""
+    """The runner of a training run (configs/_base_/default_runtime.py)
+    around the toy SD-1.5 model: its own build methods (hooks, loops,
+    optimizers, checkpoints) are what a training run uses."""
     work = tmp_path_factory.mktemp('hostile_runner')
-    return Runner.from_cfg(
+    return DiffusionRunner.from_cfg(
         runner_config(work, dict(type='StableDiffusion', model=toy_sd15)))
 
 
@@ -392,7 +394,7 @@ def test_checkpoint_carrying_code_is_refused(runner, tmp_path, writer):
         with open(ckpt, 'wb') as f:
             pickle.dump(state, f)
     for load in (lambda: safe_torch_load(ckpt),
-                 lambda: CheckpointLoader.load_checkpoint(ckpt),
+                 lambda: read_checkpoint(ckpt),
                  lambda: runner.load_checkpoint(ckpt)):
         with pytest.raises(UnsafeCheckpointError,
                            match=rf'^refused to load {re.escape(ckpt)}: it '

@@ -42,9 +42,9 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-import diffkd  # noqa: F401  (registries, safe loader)
 from diffkd.models.compression.teacher_configs import KNOWN_TEACHERS
 from diffkd.models.diffusion.random_init import save_random_pipeline
+from diffkd.registry import RUNNERS
 from diffkd.utils.profiling import PeakMemory, StageTimer, release_freed_memory
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -257,7 +257,9 @@ def run_engine(cfg, args, timer: StageTimer, memory: PeakMemory):
     # samples happen after the timed window (a run pays them once, not
     # once per `iters` iterations).
     cfg.train_cfg.max_iters = total + 1
-    runner = Runner.from_cfg(cfg)
+    # the runner tools/train.py builds (the config's runner_type)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
+        else Runner.from_cfg(cfg)
     start = _Timing(timer, memory, args.warmup, 'start')
     end = _Timing(timer, memory, args.warmup, 'end')
     start.marks = end.marks

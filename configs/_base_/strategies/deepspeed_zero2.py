@@ -1,12 +1,13 @@
 # DeepSpeed ZeRO stage 2 (optimizer states and gradients partitioned)
-# through mmengine's FlexibleRunner. Needs `pip install deepspeed` and
-# GPUs; not run in diffkd's CI (validated as a config only, see
-# docs/reliability.md). Frozen parameters (teacher, VAE, text encoders) are
-# not in the optimizer and are left out of checkpoints. A config using it
-# sets optim_wrapper=dict(_delete_=True, type='DeepSpeedOptimWrapper',
-# optimizer=...): DeepSpeed steps, clips and scales itself. The micro batch
-# size is the train dataloader's (FlexibleRunner sets it).
-runner_type = 'FlexibleRunner'
+# through DiffusionFlexibleRunner (mmengine's FlexibleRunner; a config using
+# this base sets runner_type = 'DiffusionFlexibleRunner' itself). Needs
+# `pip install deepspeed` and GPUs; not run in diffkd's CI (validated as a
+# config only, see docs/reliability.md). Frozen parameters (teacher, VAE,
+# text encoders) are not in the optimizer and are left out of checkpoints.
+# A config using it sets optim_wrapper=dict(_delete_=True,
+# type='DeepSpeedOptimWrapper', optimizer=...): DeepSpeed steps, clips and
+# scales itself. The micro batch size is the train dataloader's (the runner
+# sets it).
 strategy = dict(
     type='DeepSpeedStrategy',
     zero_optimization=dict(

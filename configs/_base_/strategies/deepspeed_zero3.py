@@ -1,5 +1,5 @@
-# DeepSpeed ZeRO stage 3 (parameters partitioned too) through mmengine's
-# FlexibleRunner. Needs `pip install deepspeed` and GPUs; not run in
+# DeepSpeed ZeRO stage 3 (parameters partitioned too) through
+# DiffusionFlexibleRunner. Needs `pip install deepspeed` and GPUs; not run in
 # diffkd's CI (validated as a config only, see docs/reliability.md).
 # ZeRO-3 partitions every parameter handed to deepspeed.initialize, the
 # frozen teacher included (in its own partitions: frozen parameters are in

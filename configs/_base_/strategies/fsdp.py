@@ -1,4 +1,7 @@
-# Fully sharded data parallel through mmengine's FlexibleRunner.
+# Fully sharded data parallel through DiffusionFlexibleRunner (mmengine's
+# FlexibleRunner reading checkpoints as data): a config using this base sets
+# runner_type = 'DiffusionFlexibleRunner' itself (default_runtime.py sets
+# DiffusionRunner, and mmengine allows a key in one base only).
 # DiffusionFSDP shards the trainable student only: the frozen teacher, VAE
 # and text encoders are FSDP ignored_modules, whole on every rank (never in
 # a flat parameter with trainable weights). Gradient clipping uses FSDP's
@@ -7,7 +10,6 @@
 # Checkpoints hold the full state dict, gathered on rank 0 and offloaded to
 # the CPU (resumable on any number of GPUs). Not supported with FSDP: the
 # EMAHook (its shadow would be per-shard).
-runner_type = 'FlexibleRunner'
 strategy = dict(
     type='DiffusionFSDPStrategy',
     model_wrapper=dict(

@@ -11,6 +11,10 @@ truncated latest checkpoint, or none at all. Here, in this order:
 2. ``last_checkpoint`` is replaced atomically to point at it;
 3. only then are checkpoints beyond ``max_keep_ckpts`` removed.
 
+A resumed run counts the checkpoints that are in the folder towards
+``max_keep_ckpts`` (mmengine counts those its message hub lists, which
+leaves out the one the run resumed from: it was never deleted).
+
 A failed write removes its temporary file and raises
 :class:`~diffkd.engine.errors.CheckpointWriteError` naming the file and the
 previous checkpoint, which is untouched and still what ``--resume`` loads.
@@ -18,6 +22,7 @@ previous checkpoint, which is untouched and still what ``--resume`` loads.
 import errno
 import os
 import os.path as osp
+import re
 from collections import deque
 
 from mmengine.dist import barrier, get_dist_info, is_main_process
@@ -52,10 +57,27 @@ class SafeCheckpointHook(CheckpointHook):
             # mmengine's deque drops entries silently at maxlen; trimming
             # is done explicitly, after a new checkpoint is safe.
             self.keep_ckpt_ids = deque(self.keep_ckpt_ids)
+            if runner.iter > 0 or runner.epoch > 0:  # resumed
+                on_disk = self._steps_on_disk()
+                if on_disk is not None:
+                    self.keep_ckpt_ids = deque(on_disk)
         if self._local() and is_main_process() and osp.isdir(self.out_dir):
             for name in os.listdir(self.out_dir):
                 if name.startswith(TMP_PREFIX):  # left by a killed run
                     remove_path(osp.join(self.out_dir, name))
+
+    def _steps_on_disk(self):
+        """The steps of the checkpoints in the folder, oldest first; None
+        when that cannot be told (remote storage, an unusual name
+        template)."""
+        if not self._local() or self.filename_tmpl.count('{}') != 1:
+            return None
+        pattern = re.compile(
+            re.escape(self.filename_tmpl).replace(re.escape('{}'), r'(\d+)'))
+        if not osp.isdir(self.out_dir):
+            return []
+        return sorted(int(m.group(1)) for m in map(
+            pattern.fullmatch, os.listdir(self.out_dir)) if m)
 
     def _local(self) -> bool:
         return isinstance(getattr(self, 'file_backend', None), LocalBackend)
@@ -104,8 +126,9 @@ class SafeCheckpointHook(CheckpointHook):
         self.last_ckpt = final
         runner.message_hub.update_info('last_ckpt', final)
         if self.max_keep_ckpts > 0:
-            if not self.keep_ckpt_ids or self.keep_ckpt_ids[-1] != step:
-                self.keep_ckpt_ids.append(step)
+            if step in self.keep_ckpt_ids:  # rewritten: now the newest
+                self.keep_ckpt_ids.remove(step)
+            self.keep_ckpt_ids.append(step)
             while len(self.keep_ckpt_ids) > self.max_keep_ckpts:
                 old = self.keep_ckpt_ids.popleft()
                 if is_main_process():
