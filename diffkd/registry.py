@@ -278,8 +278,10 @@ TRANSFORMS = Registry(
 DATA_SAMPLERS = Registry(
     'data sampler', parent=MMENGINE_DATA_SAMPLERS,
     locations=['diffkd.datasets'])
+# Collate functions; FSDP wrap policies.
 FUNCTIONS = Registry(
-    'function', parent=MMENGINE_FUNCTIONS, locations=['diffkd.datasets'])
+    'function', parent=MMENGINE_FUNCTIONS,
+    locations=['diffkd.datasets', 'diffkd.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['diffkd.engine'])
 OPTIMIZERS = Registry(
     'optimizer', parent=MMENGINE_OPTIMIZERS, locations=['diffkd.engine'])
@@ -302,9 +304,14 @@ VISBACKENDS = Registry(
 RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS,
                    locations=['diffkd.engine'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['diffkd.engine'])
+# mmengine's Runner and FlexibleRunner look model wrappers and strategies
+# up in their root registries before the default scope applies: configs
+# name diffkd's as 'diffkd.DiffusionDDP', 'diffkd.DiffusionFSDPStrategy'.
 MODEL_WRAPPERS = Registry(
     'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS,
     locations=['diffkd.engine'])
+STRATEGIES = Registry(
+    'strategy', parent=MMENGINE_STRATEGIES, locations=['diffkd.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,

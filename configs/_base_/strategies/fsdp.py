@@ -8,10 +8,11 @@
 # the CPU (resumable on any number of GPUs). Not supported with FSDP: the
 # EMAHook (its shadow would be per-shard).
 runner_type = 'FlexibleRunner'
+# 'diffkd.': FlexibleRunner builds its strategy before default_scope applies.
 strategy = dict(
-    type='DiffusionFSDPStrategy',
+    type='diffkd.DiffusionFSDPStrategy',
     model_wrapper=dict(
-        type='DiffusionFSDP',
+        type='diffkd.DiffusionFSDP',
         use_orig_params=True,
         sharding_strategy='FULL_SHARD',
         # one FSDP unit per block of >= 1e7 parameters (UNet blocks)
