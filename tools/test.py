@@ -17,6 +17,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import diffkd  # noqa: F401  (safe checkpoint loader, registries)
+from diffkd.apis import check_config
 from diffkd.apis.config import load_run_config
 
 
@@ -76,6 +77,7 @@ def main(argv=None):
         hooks.append(
             dict(type='TestOutputsHook', save_images=not args.no_images))
     cfg.custom_hooks = hooks
+    check_config(cfg)  # every type= and key, before anything is built
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     metrics = {k: float(v) for k, v in metrics.items()}

@@ -1,3 +1,4 @@
 from .inference import load_export_info, load_pipeline
+from .preflight import check_config
 
-__all__ = ['load_export_info', 'load_pipeline']
+__all__ = ['check_config', 'load_export_info', 'load_pipeline']
