@@ -4,11 +4,14 @@ Every registry names the package that holds its modules in ``locations`` so
 that a config with ``default_scope='diffkd'`` resolves each ``type=`` without
 importing anything by hand.
 
-Every build, through these registries or through the mmengine roots that the
-Runner uses, turns mmengine's two most common config mistakes into errors
-that say what to write instead: an unknown ``type`` (:class:`UnknownTypeError`
-with the closest registered names) and a key the class does not take
-(:class:`ConfigKeyError` with the closest parameter names).
+Builds through these registries (diffkd's own nested builds: a distiller's
+student and losses, a recipe, a cached dataset's encoder) turn mmengine's two
+most common config mistakes into errors that say what to write instead: an
+unknown ``type`` (:class:`UnknownTypeError` with the closest registered
+names) and a key the class does not take (:class:`ConfigKeyError` with the
+closest parameter names). mmengine's root registries, which the Runner
+builds through, are left as they are: :func:`diffkd.apis.check_config`
+checks a whole config before the Runner is built.
 """
 import difflib
 import functools
@@ -49,7 +52,8 @@ class ConfigKeyError(TypeError):
     """A config key that the class named by ``type`` does not take."""
 
 
-def _close(word: str, names: List[str], n: int = 3) -> List[str]:
+def closest_names(word: str, names: List[str],
+                  n: int = 3) -> List[str]:
     """Closest names, case-insensitively (``l2loss`` finds ``L2Loss``); a
     word also matches one part of a snake_case name (``wieght`` finds
     ``loss_weight``)."""
@@ -71,13 +75,13 @@ def _close(word: str, names: List[str], n: int = 3) -> List[str]:
     return [name for _, _, name in scored[:n]]
 
 
-def _quoted(names: List[str]) -> str:
+def quoted_names(names: List[str]) -> str:
     quoted = [repr(n) for n in names]
     return quoted[0] if len(quoted) == 1 else \
         ', '.join(quoted[:-1]) + ' or ' + quoted[-1]
 
 
-def _visible_names(registry: Registry) -> List[str]:
+def registered_names(registry: Registry) -> List[str]:
     """Every name ``registry.get`` finds without a scope prefix: its own and
     its ancestors'."""
     registry.import_from_location()
@@ -88,14 +92,14 @@ def _visible_names(registry: Registry) -> List[str]:
     return sorted(names)
 
 
-def _unknown_type_message(obj_type: str, registry: Registry) -> str:
+def unknown_type_message(obj_type: str, registry: Registry) -> str:
     key = registry.split_scope_key(obj_type)[1]
-    names = _visible_names(registry)
+    names = registered_names(registry)
     what = f'{registry.name} type {obj_type!r} is not registered (scope ' \
            f'{registry.scope!r})'
-    close = _close(key, names)
+    close = closest_names(key, names)
     if close:
-        return f'{what}; did you mean {_quoted(close)}?'
+        return f'{what}; did you mean {quoted_names(close)}?'
     shown = ', '.join(names[:40]) + (
         f', ... ({len(names) - 40} more)' if len(names) > 40 else '')
     return (f'{what}. Registered {registry.name} types: {shown}. A class of '
@@ -141,11 +145,18 @@ def _config_key_message(obj_cls: Any, args: dict,
         bad = [k for k in args if k not in valid]
     if not bad:
         return None
-    name = getattr(obj_cls, '__name__', repr(obj_cls))
+    return unknown_keys_message(getattr(obj_cls, '__name__', repr(obj_cls)),
+                                bad, valid, args)
+
+
+def unknown_keys_message(name: str, bad: List[str], valid: List[str],
+                         given) -> str:
+    """``NAME got unknown config key 'x' (did you mean 'y'?); NAME takes:
+    ...``: the closest of the parameters that ``given`` does not set yet."""
     hints = []
     for key in bad:
-        close = _close(key, [v for v in valid if v not in args])
-        hints.append(f'{key!r}' + (f' (did you mean {_quoted(close)}?)'
+        close = closest_names(key, [v for v in valid if v not in given])
+        hints.append(f'{key!r}' + (f' (did you mean {quoted_names(close)}?)'
                                    if close else ''))
     return (f'{name} got unknown config key{"s" if len(bad) > 1 else ""} '
             f'{", ".join(hints)}; {name} takes: {", ".join(valid)}')
@@ -215,7 +226,7 @@ def _explain(err, cfg, registry, default_args, type_key,
             else obj_type
         if isinstance(err, KeyError):
             if isinstance(obj_type, str) and obj_cls is None:
-                return _unknown_type_message(obj_type, reg)
+                return unknown_type_message(obj_type, reg)
             return None
     if obj_cls is None or type_key != 'type' or \
             'unexpected keyword argument' not in str(err):
@@ -241,74 +252,56 @@ def _check_optimizer_type(cfg) -> None:
         with MMENGINE_OPTIMIZERS.switch_scope_and_registry(
                 optimizer.get('_scope_')) as reg:
             if reg.get(obj_type) is None:
-                raise UnknownTypeError(_unknown_type_message(obj_type, reg))
+                raise UnknownTypeError(unknown_type_message(obj_type, reg))
 
 
-# The Runner builds hooks, datasets, transforms, models, loops, optimizers...
-# through mmengine's root registries, whose build functions never consult a
-# child's: wrap the roots (in place, once) so that those builds explain
-# themselves too. The children below inherit the wrapped functions.
-for _root in (MMENGINE_MODELS, MMENGINE_DATASETS, MMENGINE_TRANSFORMS,
-              MMENGINE_DATA_SAMPLERS, MMENGINE_FUNCTIONS, MMENGINE_HOOKS,
-              MMENGINE_OPTIMIZERS, MMENGINE_OPTIM_WRAPPERS,
-              MMENGINE_PARAM_SCHEDULERS, MMENGINE_METRICS, MMENGINE_EVALUATOR,
-              MMENGINE_VISUALIZERS, MMENGINE_VISBACKENDS, MMENGINE_LOOPS,
-              MMENGINE_MODEL_WRAPPERS, MMENGINE_LOG_PROCESSORS,
-              MMENGINE_STRATEGIES):
-    _root.build_func = _with_hints(_root.build_func)
-MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS.build_func = _with_hints(
-    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS.build_func,
-    precheck=_check_optimizer_type)
-# A runner's type is ``runner_type`` and its config is the whole file.
-MMENGINE_RUNNERS.build_func = _with_hints(
-    MMENGINE_RUNNERS.build_func, type_key='runner_type',
-    default_type='Runner')
+def _child(name: str, root: Registry, locations: List[str],
+           **hints) -> Registry:
+    """diffkd's child of ``root``: mmengine's build function for that kind
+    (models, schedulers, runners differ), with the hints above; ``root``
+    itself is not changed."""
+    return Registry(name, parent=root, locations=locations,
+                    build_func=_with_hints(root.build_func, **hints))
+
 
 # Diffusion wrappers, distillers and losses (losses are modules too, as in
 # the OpenMMLab codebases).
-MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['diffkd.models'])
+MODELS = _child('model', MMENGINE_MODELS, ['diffkd.models'])
 # Block-removal recipes: teacher UNet config -> student config + module map.
 COMPRESSIONS = Registry('compression', build_func=_with_hints(build_from_cfg),
                         locations=['diffkd.models.compression'])
-DATASETS = Registry(
-    'dataset', parent=MMENGINE_DATASETS, locations=['diffkd.datasets'])
-TRANSFORMS = Registry(
-    'transform', parent=MMENGINE_TRANSFORMS,
-    locations=['diffkd.datasets.transforms'])
-DATA_SAMPLERS = Registry(
-    'data sampler', parent=MMENGINE_DATA_SAMPLERS,
-    locations=['diffkd.datasets'])
-FUNCTIONS = Registry(
-    'function', parent=MMENGINE_FUNCTIONS, locations=['diffkd.datasets'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['diffkd.engine'])
-OPTIMIZERS = Registry(
-    'optimizer', parent=MMENGINE_OPTIMIZERS, locations=['diffkd.engine'])
-OPTIM_WRAPPERS = Registry(
-    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
-    locations=['diffkd.engine'])
-PARAM_SCHEDULERS = Registry(
-    'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS,
-    locations=['diffkd.engine'])
-METRICS = Registry(
-    'metric', parent=MMENGINE_METRICS, locations=['diffkd.evaluation'])
-EVALUATOR = Registry(
-    'evaluator', parent=MMENGINE_EVALUATOR, locations=['diffkd.evaluation'])
-VISUALIZERS = Registry(
-    'visualizer', parent=MMENGINE_VISUALIZERS, locations=['diffkd.engine'])
-VISBACKENDS = Registry(
-    'vis_backend', parent=MMENGINE_VISBACKENDS, locations=['diffkd.engine'])
+DATASETS = _child('dataset', MMENGINE_DATASETS, ['diffkd.datasets'])
+TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS,
+                    ['diffkd.datasets.transforms'])
+DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS,
+                       ['diffkd.datasets'])
+# Collate functions; FSDP wrap policies.
+FUNCTIONS = _child('function', MMENGINE_FUNCTIONS,
+                   ['diffkd.datasets', 'diffkd.engine'])
+HOOKS = _child('hook', MMENGINE_HOOKS, ['diffkd.engine'])
+OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS, ['diffkd.engine'])
+OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS,
+                        ['diffkd.engine'])
+PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS,
+                          ['diffkd.engine'])
+METRICS = _child('metric', MMENGINE_METRICS, ['diffkd.evaluation'])
+EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, ['diffkd.evaluation'])
+VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS, ['diffkd.engine'])
+VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, ['diffkd.engine'])
 # Engine plumbing: children so ``default_scope='diffkd'`` finds mmengine's
 # loops, runners and wrappers without a fallback warning.
-RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS,
-                   locations=['diffkd.engine'])
-LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['diffkd.engine'])
-MODEL_WRAPPERS = Registry(
-    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS,
-    locations=['diffkd.engine'])
-OPTIM_WRAPPER_CONSTRUCTORS = Registry(
-    'optimizer wrapper constructor',
-    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-    locations=['diffkd.engine'])
-LOG_PROCESSORS = Registry(
-    'log_processor', parent=MMENGINE_LOG_PROCESSORS,
-    locations=['diffkd.engine'])
+# A runner's type is ``runner_type`` and its config is the whole file.
+RUNNERS = _child('runner', MMENGINE_RUNNERS, ['diffkd.engine'],
+                 type_key='runner_type', default_type='Runner')
+LOOPS = _child('loop', MMENGINE_LOOPS, ['diffkd.engine'])
+# mmengine's Runner and FlexibleRunner look model wrappers and strategies
+# up in their root registries before the default scope applies: configs
+# name diffkd's as 'diffkd.DiffusionDDP', 'diffkd.DiffusionFSDPStrategy'.
+MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS,
+                        ['diffkd.engine'])
+STRATEGIES = _child('strategy', MMENGINE_STRATEGIES, ['diffkd.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = _child(
+    'optimizer wrapper constructor', MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    ['diffkd.engine'], precheck=_check_optimizer_type)
+LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS,
+                        ['diffkd.engine'])

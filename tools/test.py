@@ -16,6 +16,7 @@ import sys
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+from diffkd.apis import check_config
 from diffkd.apis.config import load_run_config
 from diffkd.registry import RUNNERS
 
@@ -76,6 +77,7 @@ def main(argv=None):
         hooks.append(
             dict(type='TestOutputsHook', save_images=not args.no_images))
     cfg.custom_hooks = hooks
+    check_config(cfg)  # every type= and key, before anything is built
     # DiffusionRunner (default_runtime.py) reads the checkpoint as data.
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
         else Runner.from_cfg(cfg)

@@ -23,6 +23,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from diffkd.apis import check_config
 from diffkd.apis.config import load_run_config
 from diffkd.engine.distributed import init_distributed
 from diffkd.engine.errors import RunStopped
@@ -122,6 +123,7 @@ def build_runner(cfg: Config):
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
+    check_config(cfg)  # every type= and key, before anything is built
     runner = build_runner(cfg)
     try:
         runner.train()

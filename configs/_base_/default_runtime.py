@@ -33,8 +33,9 @@ default_hooks = dict(
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 # Used by distributed runs only: DDP over trainable weights, frozen teacher,
-# VAE and text encoders neither broadcast nor in gradient buckets.
-model_wrapper_cfg = dict(type='DiffusionDDP')
+# VAE and text encoders neither broadcast nor in gradient buckets. Named
+# with its scope: mmengine's Runner looks wrappers up outside default_scope.
+model_wrapper_cfg = dict(type='diffkd.DiffusionDDP')
 log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None

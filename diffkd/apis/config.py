@@ -2,7 +2,7 @@
 import importlib.util
 import os.path as osp
 import sys
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from mmengine.config import Config
@@ -21,6 +21,7 @@ def load_run_config(path: str,
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
     if cfg_options is not None:
+        check_option_types(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -36,3 +37,57 @@ def load_run_config(path: str,
                    for b in backends):
             backends.append(dict(type='TensorboardVisBackend'))
     return cfg
+
+
+def check_option_types(cfg: Config, options: dict) -> None:
+    """Exit with a message naming the option when a ``--cfg-options`` value
+    cannot stand in for the config value it replaces: a bool takes
+    true/false, a number (int or float: configs write ``1`` for ``1.0``)
+    takes a number, a string takes anything but a list (``--cfg-options``
+    parses ``512`` as a number, and options such as ``loss_scale`` take
+    both). None, on either side, goes with anything; keys the config does
+    not have yet are not judged.
+    """
+    for key, value in options.items():
+        found, old = _lookup(cfg, key)
+        if not found or old is None or value is None:
+            continue
+        expected = _expected(old, value)
+        if expected is not None:
+            sys.exit(f'error: --cfg-options {key}={_shown(value)}: expected '
+                     f"{expected} (the config's value is {old!r})")
+
+
+def _lookup(cfg, key: str) -> Tuple[bool, Any]:
+    """(whether the config has ``a.b.0.c``, its value)."""
+    node = cfg
+    for part in key.split('.'):
+        if isinstance(node, (list, tuple)) and part.isdigit() and \
+                int(part) < len(node):
+            node = node[int(part)]
+        elif hasattr(node, 'keys') and part in node.keys():
+            node = node[part]
+        else:
+            return False, None
+    return True, node
+
+
+def _expected(old, value) -> Optional[str]:
+    """What ``value`` should have been to replace ``old``; None if fine."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(old, bool):
+        return None if isinstance(value, bool) else 'true or false'
+    if isinstance(old, int):
+        return None if number else 'an integer'
+    if isinstance(old, float):
+        return None if number else 'a number'
+    if isinstance(old, str) and isinstance(value, (list, tuple, dict)):
+        return 'a single value'
+    return None
+
+
+def _shown(value) -> str:
+    """The option's value as typed (DictAction has parsed it)."""
+    if isinstance(value, (list, tuple)):
+        return ','.join(_shown(v) for v in value)
+    return str(value)

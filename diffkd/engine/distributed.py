@@ -21,9 +21,11 @@ import torch
 import torch.nn as nn
 from mmengine.dist import init_dist, is_distributed
 from mmengine.model import MMDistributedDataParallel
-# mmengine's root registries: Runner.wrap_model looks wrappers up there,
-# not in diffkd's scope.
-from mmengine.registry import FUNCTIONS, MODEL_WRAPPERS, STRATEGIES
+
+# diffkd's own registries: mmengine's Runner.wrap_model and FlexibleRunner
+# look wrappers and strategies up in mmengine's roots, so configs name these
+# 'diffkd.DiffusionDDP', 'diffkd.DiffusionFSDPStrategy' (found from there).
+from diffkd.registry import FUNCTIONS, MODEL_WRAPPERS, STRATEGIES
 
 from .checkpoint import state_layout
 
@@ -130,9 +132,19 @@ if _MMFSDP is not None:
     from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
 
     # For configs: auto_wrap_policy=dict(type='size_based_auto_wrap_policy',
-    # min_num_params=...) (mmengine looks policies up in FUNCTIONS).
+    # min_num_params=...), resolved by DiffusionFSDP (mmengine's wrapper
+    # looks policies up in its root FUNCTIONS only).
     if FUNCTIONS.get('size_based_auto_wrap_policy') is None:
         FUNCTIONS.register_module(module=size_based_auto_wrap_policy)
+
+    def _resolve_policy(policy):
+        """A policy named in diffkd's scope -> the function itself."""
+        if isinstance(policy, str):
+            return FUNCTIONS.get(policy) or policy
+        if isinstance(policy, dict) and isinstance(policy.get('type'), str):
+            return dict(policy,
+                        type=FUNCTIONS.get(policy['type']) or policy['type'])
+        return policy
 
     @MODEL_WRAPPERS.register_module()
     class DiffusionFSDP(_MMFSDP):
@@ -154,6 +166,9 @@ if _MMFSDP is not None:
                 kwargs['ignored_modules'] = [
                     m for _, m in frozen_modules(module)]
             layout = state_layout(module)
+            if 'auto_wrap_policy' in kwargs:
+                kwargs['auto_wrap_policy'] = _resolve_policy(
+                    kwargs['auto_wrap_policy'])
             super().__init__(module=module, device_id=device_id, **kwargs)
             self.diffkd_state_layout = layout
 
@@ -173,7 +188,7 @@ if _MMFSDP is not None:
 
         def __init__(self, *, model_wrapper=None, **kwargs):
             model_wrapper = dict(model_wrapper or {})
-            model_wrapper.setdefault('type', 'DiffusionFSDP')
+            model_wrapper.setdefault('type', 'diffkd.DiffusionFSDP')
             super().__init__(model_wrapper=model_wrapper, **kwargs)
 
         def load_optim_state_dict(self, state_dict: dict) -> None:

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.dataset import Compose
 from mmengine.logging import MMLogger
-from mmengine.registry import PARAM_SCHEDULERS, DefaultScope
-from mmengine.runner import Runner
+from mmengine.registry import DefaultScope
+from mmengine.runner import CheckpointLoader, Runner
 from PIL import Image
 
+from diffkd.apis import check_config
 from diffkd.datasets import DataError
 from diffkd.engine import DiffusionRunner, read_checkpoint
 from diffkd.engine.checkpoint import UnsafeCheckpointError, safe_torch_load
@@ -50,9 +50,9 @@ def distiller(path, **kw):
         student=dict(type='StableDiffusion', model=path), **kw)
 
 
-def runner_config(work_dir, model) -> Config:
+def runner_config(work_dir, model, **parts) -> Config:
     return Config(dict(model=model, work_dir=str(work_dir),
-                       default_scope='diffkd', log_level='WARNING'))
+                       default_scope='diffkd', log_level='WARNING', **parts))
 
 
 @pytest.fixture(scope='module')
@@ -90,6 +90,9 @@ def unet_copy(tmp_path, toy_sd15):
 
 
 # ---------------------------------------------- 1. unknown ``type`` names
+# What the Runner builds is checked before it is built (check_config, run by
+# tools/train.py and tools/test.py); what diffkd's models build themselves
+# is explained by diffkd's registries.
 @pytest.mark.scenario
 @pytest.mark.parametrize('typo,meant', [('StableDifusionXL',
                                          'StableDiffusionXL'),
@@ -99,7 +102,7 @@ def test_unknown_model_type_suggests_registered_names(tmp_path, toy_sd15,
                                                       typo, meant):
     cfg = runner_config(tmp_path, dict(type=typo, model=toy_sd15))
     with pytest.raises(UnknownTypeError) as info:
-        Runner.from_cfg(cfg)
+        check_config(cfg)
     msg = str(info.value)
     assert msg.startswith(f"model type '{typo}' is not registered (scope "
                           "'diffkd'); did you mean "), msg
@@ -109,40 +112,47 @@ def test_unknown_model_type_suggests_registered_names(tmp_path, toy_sd15,
 
 
 UNKNOWN_PARTS = {
-    'hook': (lambda r: r.register_hook(dict(type='EMAHok')),
+    'hook': (dict(custom_hooks=[dict(type='EMAHok')]),
              "hook type 'EMAHok'", 'EMAHook'),
-    'loop': (lambda r: r.build_train_loop(
-        dict(type='IterBasedTrainLop', max_iters=1)),
+    'loop': (dict(train_cfg=dict(type='IterBasedTrainLop', max_iters=1)),
              "loop type 'IterBasedTrainLop'", 'IterBasedTrainLoop'),
     # mmengine's own constructor, and the one tools/train.py sets.
-    'optimizer': (lambda r: r.build_optim_wrapper(
-        dict(optimizer=dict(type='AdamWW', lr=1e-4))),
+    'optimizer': (dict(optim_wrapper=dict(
+        optimizer=dict(type='AdamWW', lr=1e-4))),
                   "optimizer type 'AdamWW'", 'AdamW'),
-    'optimizer-trainable': (lambda r: r.build_optim_wrapper(
-        dict(optimizer=dict(type='AdamWW', lr=1e-4),
-             constructor='TrainableParamsOptimWrapperConstructor')),
+    'optimizer-trainable': (dict(optim_wrapper=dict(
+        optimizer=dict(type='AdamWW', lr=1e-4),
+        constructor='TrainableParamsOptimWrapperConstructor')),
                             "optimizer type 'AdamWW'", 'AdamW'),
-    'transform': (lambda r: Compose([dict(type='Resise', size=8)]),
+    'transform': (dict(train_dataloader=dict(
+        batch_size=1, sampler=dict(type='DefaultSampler'),
+        dataset=dict(type='HFImageTextDataset', dataset='unused',
+                     pipeline=[dict(type='Resise', size=8)]))),
                   "transform type 'Resise'", 'Resize'),
 }
 
 
 @pytest.mark.scenario
 @pytest.mark.parametrize('part', sorted(UNKNOWN_PARTS))
-def test_unknown_type_in_runner_built_parts(runner, part):
-    build, head, meant = UNKNOWN_PARTS[part]
-    with DefaultScope.overwrite_default_scope('diffkd'), \
-            pytest.raises(UnknownTypeError) as info:
-        build(runner)
+def test_unknown_type_in_runner_built_parts(tmp_path, toy_sd15, part):
+    parts, head, meant = UNKNOWN_PARTS[part]
+    cfg = runner_config(tmp_path, dict(type='StableDiffusion',
+                                       model=toy_sd15), **parts)
+    with pytest.raises(UnknownTypeError) as info:
+        check_config(cfg)
     msg = str(info.value)
     assert msg.startswith(head + " is not registered (scope 'diffkd')"), msg
     assert f"did you mean '{meant}'" in msg, msg
 
 
 @pytest.mark.scenario
-def test_unknown_type_without_close_name_lists_the_registry(runner):
+def test_unknown_type_without_close_name_lists_the_registry(tmp_path,
+                                                           toy_sd15):
+    cfg = runner_config(tmp_path, dict(type='StableDiffusion',
+                                       model=toy_sd15),
+                        custom_hooks=[dict(type='Zzyzx')])
     with pytest.raises(UnknownTypeError) as info:
-        runner.register_hook(dict(type='Zzyzx'))
+        check_config(cfg)
     msg = str(info.value)
     assert "hook type 'Zzyzx' is not registered" in msg
     assert 'Registered hook types: ' in msg and 'EMAHook' in msg
@@ -172,7 +182,7 @@ def test_misspelled_model_key_names_class_key_and_parameters(tmp_path,
                  studnet=dict(type='StableDiffusion', model=toy_sd15),
                  teacher=dict(model=toy_sd15))
     with pytest.raises(ConfigKeyError) as info:
-        Runner.from_cfg(runner_config(tmp_path, model))
+        check_config(runner_config(tmp_path, model))
     msg = str(info.value)
     assert msg.startswith("DiffusionDistiller got unknown config key "
                           "'studnet' (did you mean 'student'"), msg
@@ -181,7 +191,7 @@ def test_misspelled_model_key_names_class_key_and_parameters(tmp_path,
 
 
 @pytest.mark.scenario
-def test_misspelled_keys_in_nested_and_hook_configs(runner, toy_sd15):
+def test_misspelled_keys_in_nested_and_hook_configs(tmp_path, toy_sd15):
     with pytest.raises(ConfigKeyError,
                        match=r"^DiffusionDistiller got unknown config key "
                        r"'loss_weigths' \(did you mean 'loss_weights'\?\)"):
@@ -192,19 +202,20 @@ def test_misspelled_keys_in_nested_and_hook_configs(runner, toy_sd15):
                        r"loss_weight$"):
         build_model(type='StableDiffusion', model=toy_sd15,
                     loss=dict(type='L2Loss', loss_wieght=2.0))
+    model = dict(type='StableDiffusion', model=toy_sd15)
     with pytest.raises(ConfigKeyError,
                        match=r"^LoggerHook got unknown config key 'intervel' "
                        r"\(did you mean 'interval'"):
-        runner.register_hook(dict(type='LoggerHook', intervel=5))
+        check_config(runner_config(
+            tmp_path, model,
+            custom_hooks=[dict(type='LoggerHook', intervel=5)]))
     # LinearLR hands **kwargs to its base class, which rejects the key.
-    optimizer = torch.optim.SGD(runner.model.unet.parameters(), lr=0.1)
-    with DefaultScope.overwrite_default_scope('diffkd'), \
-            pytest.raises(ConfigKeyError,
-                          match=r"^LinearLR got unknown config key "
-                          r"'strat_factor' \(did you mean 'start_factor'"):
-        PARAM_SCHEDULERS.build(
-            dict(type='LinearLR', strat_factor=0.1, by_epoch=False),
-            default_args=dict(optimizer=optimizer))
+    with pytest.raises(ConfigKeyError,
+                       match=r"^LinearLR got unknown config key "
+                       r"'strat_factor' \(did you mean 'start_factor'"):
+        check_config(runner_config(
+            tmp_path, model, param_scheduler=[
+                dict(type='LinearLR', strat_factor=0.1, by_epoch=False)]))
 
 
 # ------------------------------------- 3. incompatible teacher and student

@@ -10,10 +10,12 @@
 # Checkpoints hold the full state dict, gathered on rank 0 and offloaded to
 # the CPU (resumable on any number of GPUs). Not supported with FSDP: the
 # EMAHook (its shadow would be per-shard).
+# 'diffkd.': the flexible runner builds its strategy before default_scope
+# applies (runner_type is set by the configs using this base).
 strategy = dict(
-    type='DiffusionFSDPStrategy',
+    type='diffkd.DiffusionFSDPStrategy',
     model_wrapper=dict(
-        type='DiffusionFSDP',
+        type='diffkd.DiffusionFSDP',
         use_orig_params=True,
         sharding_strategy='FULL_SHARD',
         # one FSDP unit per block of >= 1e7 parameters (UNet blocks)
