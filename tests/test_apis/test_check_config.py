@@ -71,7 +71,7 @@ def test_unknown_type_names_key_path_and_closest_names():
 @pytest.mark.parametrize('options,key,head', [
     ({'runner_type': 'FlexibleRuner'}, 'runner_type',
      "runner type 'FlexibleRuner' is not registered (scope 'diffkd'); did "
-     "you mean 'FlexibleRunner'?"),
+     "you mean 'FlexibleRunner' or 'DiffusionFlexibleRunner'?"),
     ({'optim_wrapper.constructor': 'TrainableParamsOptimWrapperConstuctor'},
      'optim_wrapper.constructor',
      "optimizer wrapper constructor type "
