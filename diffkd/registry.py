@@ -49,6 +49,11 @@ class ConfigKeyError(TypeError):
     """A config key that the class named by ``type`` does not take."""
 
 
+class RenamedTypeError(UnknownTypeError):
+    """A config ``type`` written for the diffkd class that had this name
+    before it was renamed: the name now builds a library's class."""
+
+
 def _close(word: str, names: List[str], n: int = 3) -> List[str]:
     """Closest names, case-insensitively (``l2loss`` finds ``L2Loss``); a
     word also matches one part of a snake_case name (``wieght`` finds
@@ -162,13 +167,15 @@ def _with_hints(build_func: Callable, type_key: str = 'type',
     class's own signature rejects a key of the config (then the call fails
     while binding arguments, before any of the class's code runs), or a
     class taking ``**kwargs`` failed on a key of the config that no
-    ``__init__`` in its hierarchy names. ``precheck(cfg)`` runs first.
+    ``__init__`` in its hierarchy names. A name that a renamed diffkd
+    class had (``_RENAMED``) and ``precheck(cfg)`` are checked first.
     """
     if getattr(build_func, 'diffkd_hints', False):
         return build_func
 
     @functools.wraps(build_func)
     def build(cfg, *args, **kwargs):
+        _check_renamed(cfg, kwargs.get('registry'))
         if precheck is not None:
             precheck(cfg)
         try:
@@ -226,6 +233,43 @@ def _explain(err, cfg, registry, default_args, type_key,
     merged.pop('type', None)
     merged.pop('_scope_', None)
     return _config_key_message(obj_cls, merged, err)
+
+
+def _ema_hook_renamed(cfg) -> str:
+    decay = cfg.get('decay')
+    momentum = f'{1 - decay:g}' if isinstance(decay, (int, float)) \
+        else '...'
+    return ("'EMAHook' is mmengine's, which averages a copy of the whole "
+            'model (teacher, VAE and text encoders too) and checkpoints none '
+            "of a diffkd model's averages; diffkd's EMA hook is "
+            f"dict(type='TrainableEMAHook', momentum={momentum}) "
+            '(momentum = 1 - decay)')
+
+
+# Names that diffkd's own classes had until they were renamed so as not to
+# shadow mmengine's and mmcv's classes: in diffkd's scope the name now
+# builds the library's class, which would read a config written for
+# diffkd's class otherwise (or fail deep inside). (registry, name) -> the
+# error for such a config, or None when the config is the library's.
+_RENAMED = {
+    ('hook', 'EMAHook'): _ema_hook_renamed,
+}
+
+
+def _check_renamed(cfg, registry) -> None:
+    if not isinstance(registry, Registry) or not hasattr(cfg, 'get'):
+        return
+    obj_type = cfg.get('type')
+    rule = _RENAMED.get((registry.name, obj_type)) \
+        if isinstance(obj_type, str) else None
+    if rule is None:
+        return
+    with registry.switch_scope_and_registry(cfg.get('_scope_')) as reg:
+        if reg.scope != 'diffkd':
+            return
+    message = rule(cfg)
+    if message:
+        raise RenamedTypeError(message)
 
 
 def _check_optimizer_type(cfg) -> None:

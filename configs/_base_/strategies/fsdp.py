@@ -6,7 +6,7 @@
 #   tools/dist_train.sh CONFIG 8
 # Checkpoints hold the full state dict, gathered on rank 0 and offloaded to
 # the CPU (resumable on any number of GPUs). Not supported with FSDP: the
-# EMAHook (its shadow would be per-shard).
+# TrainableEMAHook (its average would be per-shard).
 runner_type = 'FlexibleRunner'
 strategy = dict(
     type='DiffusionFSDPStrategy',
