@@ -246,6 +246,27 @@ def _ema_hook_renamed(cfg) -> str:
             '(momentum = 1 - decay)')
 
 
+def _transform_renamed(old: str, new: str, library: str) -> Callable:
+
+    def message(cfg) -> Optional[str]:
+        if 'size' not in cfg:
+            return None  # written for mmcv's class
+        return (f"diffkd's {old!r} transform is now {new!r} (same "
+                f"arguments); {old!r} is {library}")
+
+    return message
+
+
+def _normalize_renamed(cfg) -> Optional[str]:
+    if 'to_rgb' in cfg:
+        return None  # written for mmcv's class
+    return ("diffkd's 'Normalize' transform is now 'NormalizeRGB' (same "
+            "arguments); 'Normalize' is mmcv's, which needs mean and std "
+            'and by default (to_rgb=True) swaps the channels of what it '
+            "takes for BGR images, while diffkd's images are RGB: write "
+            "dict(type='NormalizeRGB'), or give mmcv's to_rgb explicitly")
+
+
 # Names that diffkd's own classes had until they were renamed so as not to
 # shadow mmengine's and mmcv's classes: in diffkd's scope the name now
 # builds the library's class, which would read a config written for
@@ -253,6 +274,17 @@ def _ema_hook_renamed(cfg) -> str:
 # error for such a config, or None when the config is the library's.
 _RENAMED = {
     ('hook', 'EMAHook'): _ema_hook_renamed,
+    ('transform', 'Resize'): _transform_renamed(
+        'Resize', 'ResizeShortEdge',
+        "mmcv's, which takes scale=(w, h) and keeps the aspect ratio only "
+        'with keep_ratio=True'),
+    ('transform', 'CenterCrop'): _transform_renamed(
+        'CenterCrop', 'CenterCropWithCoords',
+        "mmcv's, which takes crop_size=(w, h) and records no crop_top_left "
+        "for SDXL's crop conditioning"),
+    ('transform', 'RandomCrop'): _transform_renamed(
+        'RandomCrop', 'RandomCropWithCoords', 'not an mmcv transform'),
+    ('transform', 'Normalize'): _normalize_renamed,
 }
 
 
