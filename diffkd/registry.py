@@ -52,6 +52,11 @@ class ConfigKeyError(TypeError):
     """A config key that the class named by ``type`` does not take."""
 
 
+class RenamedTypeError(UnknownTypeError):
+    """A config ``type`` written for the diffkd class that had this name
+    before it was renamed: the name now builds a library's class."""
+
+
 def closest_names(word: str, names: List[str],
                   n: int = 3) -> List[str]:
     """Closest names, case-insensitively (``l2loss`` finds ``L2Loss``); a
@@ -173,13 +178,15 @@ def _with_hints(build_func: Callable, type_key: str = 'type',
     class's own signature rejects a key of the config (then the call fails
     while binding arguments, before any of the class's code runs), or a
     class taking ``**kwargs`` failed on a key of the config that no
-    ``__init__`` in its hierarchy names. ``precheck(cfg)`` runs first.
+    ``__init__`` in its hierarchy names. A name that a renamed diffkd
+    class had (``_RENAMED``) and ``precheck(cfg)`` are checked first.
     """
     if getattr(build_func, 'diffkd_hints', False):
         return build_func
 
     @functools.wraps(build_func)
     def build(cfg, *args, **kwargs):
+        check_renamed(cfg, kwargs.get('registry'))
         if precheck is not None:
             precheck(cfg)
         try:
@@ -237,6 +244,77 @@ def _explain(err, cfg, registry, default_args, type_key,
     merged.pop('type', None)
     merged.pop('_scope_', None)
     return _config_key_message(obj_cls, merged, err)
+
+
+def _ema_hook_renamed(cfg) -> str:
+    decay = cfg.get('decay')
+    momentum = f'{1 - decay:g}' if isinstance(decay, (int, float)) \
+        else '...'
+    return ("'EMAHook' is mmengine's, which averages a copy of the whole "
+            'model (teacher, VAE and text encoders too) and checkpoints none '
+            "of a diffkd model's averages; diffkd's EMA hook is "
+            f"dict(type='TrainableEMAHook', momentum={momentum}) "
+            '(momentum = 1 - decay)')
+
+
+def _transform_renamed(old: str, new: str, library: str) -> Callable:
+
+    def message(cfg) -> Optional[str]:
+        if 'size' not in cfg:
+            return None  # written for mmcv's class
+        return (f"diffkd's {old!r} transform is now {new!r} (same "
+                f"arguments); {old!r} is {library}")
+
+    return message
+
+
+def _normalize_renamed(cfg) -> Optional[str]:
+    if 'to_rgb' in cfg:
+        return None  # written for mmcv's class
+    return ("diffkd's 'Normalize' transform is now 'NormalizeRGB' (same "
+            "arguments); 'Normalize' is mmcv's, which needs mean and std "
+            'and by default (to_rgb=True) swaps the channels of what it '
+            "takes for BGR images, while diffkd's images are RGB: write "
+            "dict(type='NormalizeRGB'), or give mmcv's to_rgb explicitly")
+
+
+# Names that diffkd's own classes had until they were renamed so as not to
+# shadow mmengine's and mmcv's classes: in diffkd's scope the name now
+# builds the library's class, which would read a config written for
+# diffkd's class otherwise (or fail deep inside). (registry, name) -> the
+# error for such a config, or None when the config is the library's.
+_RENAMED = {
+    ('hook', 'EMAHook'): _ema_hook_renamed,
+    ('transform', 'Resize'): _transform_renamed(
+        'Resize', 'ResizeShortEdge',
+        "mmcv's, which takes scale=(w, h) and keeps the aspect ratio only "
+        'with keep_ratio=True'),
+    ('transform', 'CenterCrop'): _transform_renamed(
+        'CenterCrop', 'CenterCropWithCoords',
+        "mmcv's, which takes crop_size=(w, h) and records no crop_top_left "
+        "for SDXL's crop conditioning"),
+    ('transform', 'RandomCrop'): _transform_renamed(
+        'RandomCrop', 'RandomCropWithCoords', 'not an mmcv transform'),
+    ('transform', 'Normalize'): _normalize_renamed,
+}
+
+
+def check_renamed(cfg, registry) -> None:
+    """Raise :class:`RenamedTypeError` for a config written for a diffkd
+    class under the name it had before it was renamed (``_RENAMED``)."""
+    if not isinstance(registry, Registry) or not hasattr(cfg, 'get'):
+        return
+    obj_type = cfg.get('type')
+    rule = _RENAMED.get((registry.name, obj_type)) \
+        if isinstance(obj_type, str) else None
+    if rule is None:
+        return
+    with registry.switch_scope_and_registry(cfg.get('_scope_')) as reg:
+        if reg.scope != 'diffkd':
+            return
+    message = rule(cfg)
+    if message:
+        raise RenamedTypeError(message)
 
 
 def _check_optimizer_type(cfg) -> None:

@@ -37,6 +37,37 @@ def test_config_parses_and_names_registered_types(path):
         assert collate == 'diffkd.dreambooth_collate'
 
 
+def _pipelines(node):
+    """Every transform list in a config: a dataset's ``pipeline``, also
+    where it is nested (a latent cache's source, a wrapped dataset)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'pipeline' and isinstance(value, list):
+                yield value
+            else:
+                yield from _pipelines(value)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _pipelines(item)
+
+
+@pytest.mark.parametrize(
+    'path', CONFIGS, ids=[osp.relpath(p, CONFIG_DIR) for p in CONFIGS])
+def test_config_transforms_and_hooks_build(path):
+    """Every transform and custom hook builds as the Runner builds it (a
+    name diffkd's renamed classes had stops here with the new name)."""
+    from mmengine.dataset import Compose
+    from mmengine.registry import HOOKS, DefaultScope
+    cfg = Config.fromfile(path)
+    pipelines = list(_pipelines(cfg.train_dataloader))
+    assert pipelines, 'no transform pipeline found'
+    with DefaultScope.overwrite_default_scope('diffkd'):
+        for pipeline in pipelines:
+            Compose(pipeline)
+        for hook in cfg.get('custom_hooks', []):
+            HOOKS.build(hook)
+
+
 DISTILL = [p for p in CONFIGS
            if Config.fromfile(p).model.type == 'DiffusionDistiller']
 

@@ -10,10 +10,10 @@ _base_ = [
 ]
 model = dict(model='segmind/tiny-sd')
 train_pipeline = [
-    dict(type='Resize', size=768),
-    dict(type='RandomCrop', size=768),
+    dict(type='ResizeShortEdge', size=768),
+    dict(type='RandomCropWithCoords', size=768),
     dict(type='RandomHorizontalFlip', prob=0.5),
-    dict(type='Normalize'),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text']),
 ]
 train_dataloader = dict(

@@ -12,5 +12,5 @@ custom_hooks = [
         prompts=['yoda pokemon', 'a cute blue dragon pokemon'],
         interval=1000),
     dict(type='DiffusersExportHook', interval=1000),
-    dict(type='EMAHook', decay=0.9999),
+    dict(type='TrainableEMAHook', momentum=1e-4),
 ]

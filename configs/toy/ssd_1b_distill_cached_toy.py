@@ -5,11 +5,11 @@
 #   python tools/cache_latents.py configs/toy/ssd_1b_distill_cached_toy.py
 _base_ = ['./ssd_1b_distill_toy.py']
 _source_pipeline = [
-    dict(type='Resize', size=32),
-    dict(type='RandomCrop', size=32),
+    dict(type='ResizeShortEdge', size=32),
+    dict(type='RandomCropWithCoords', size=32),
     dict(type='RandomHorizontalFlip', prob=0.5),
     dict(type='ComputeTimeIds'),
-    dict(type='Normalize'),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
 ]
 train_dataloader = dict(

@@ -21,7 +21,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope, Registry
 
 from diffkd.registry import (COMPRESSIONS, ConfigKeyError, UnknownTypeError,
-                             closest_names, registered_names,
+                             check_renamed, closest_names, registered_names,
                              unknown_keys_message, unknown_type_message)
 
 __all__ = ['check_config', 'accepted_keys']
@@ -279,6 +279,7 @@ class _Checker:
             if obj is None:
                 raise UnknownTypeError(
                     _at(unknown_type_message(obj_type, registry), [at]))
+            check_renamed(cfg, registry)
             if root_only and root.get(obj_type) is None:
                 raise UnknownTypeError(_at(
                     f'{registry.name} type {obj_type!r} is registered in '

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
+from mmengine.runner import set_random_seed
 from torch.utils.data import Dataset
 
 from diffkd.registry import DATASETS, MODELS
@@ -146,9 +147,7 @@ def fill_latent_cache(cache_dir: str, encoder: Dict, source: Dict,
             shard = {}
 
     try:
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        set_random_seed(seed)
         jobs = [(i, v) for i in range(len(dataset)) for v in range(variants)]
         bar = ProgressBar(len(jobs))
         for start in range(0, len(jobs), batch_size):

@@ -27,7 +27,8 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.runner import BaseLoop, IterBasedTrainLoop, TestLoop
+from mmengine.runner import (BaseLoop, IterBasedTrainLoop, TestLoop,
+                             set_random_seed)
 
 from diffkd.registry import HOOKS, LOOPS
 from .hooks.signal_hook import SignalCheckpointHook
@@ -48,13 +49,6 @@ def set_random_state(state):
     torch.set_rng_state(state['torch'])
     if state.get('cuda') is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def seed_all(seed: int) -> None:
-    seed = int(seed) % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # all devices
 
 
 def collect_rank_random_states(runner) -> None:
@@ -136,8 +130,11 @@ class DiffusionTrainLoop(IterBasedTrainLoop):
                                   False)
                 # Fresh run: seed + rank. Resumed without this rank's saved
                 # state: also mix in the iteration, so the stream is new.
-                seed_all(hash((self.runner.seed, rank, self._iter))
-                         if resumed else self.runner.seed + rank)
+                if resumed:
+                    set_random_seed(
+                        hash((self.runner.seed, rank, self._iter)) % 2**32)
+                else:
+                    set_random_seed(self.runner.seed, diff_rank_seed=True)
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             data_batch = next(self.dataloader_iterator)

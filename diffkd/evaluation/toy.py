@@ -30,6 +30,18 @@ def sample(pipe, prompts: List[str], seed: int = 0, steps: int = 20,
     return out
 
 
+def sample_grid(images: List, cols: int):
+    """PIL images in rows of ``cols`` (diffusers' ``make_image_grid``); a
+    last row that is not full is filled with black."""
+    from diffusers.utils import make_image_grid
+    from PIL import Image
+    cols = min(cols, len(images))
+    rows = -(-len(images) // cols)
+    blank = Image.new('RGB', images[0].size)
+    return make_image_grid(
+        list(images) + [blank] * (rows * cols - len(images)), rows, cols)
+
+
 def evaluate_toy_pipeline(pipe, prompts: Optional[List[str]] = None,
                           **kwargs) -> Dict:
     """Toy prompt-following score of a pipeline's samples."""

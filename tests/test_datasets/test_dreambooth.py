@@ -17,7 +17,7 @@ from diffkd.toy.shapes import render_shape
 from diffkd.utils.hub import resolve_model_path
 
 PIPELINE = [
-    dict(type='Normalize'),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text']),
 ]
 

@@ -11,9 +11,9 @@ from diffkd.datasets import DataError
 from diffkd.registry import DATASETS
 
 PIPELINE = [
-    dict(type='Resize', size=16),
-    dict(type='CenterCrop', size=16),
-    dict(type='Normalize'),
+    dict(type='ResizeShortEdge', size=16),
+    dict(type='CenterCropWithCoords', size=16),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text']),
 ]
 

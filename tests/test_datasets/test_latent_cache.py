@@ -16,7 +16,7 @@ from mmengine.registry import DefaultScope
 
 from diffkd.datasets import (CachedLatentDataset, HFImageTextDataset,
                              StaleCacheError, fill_latent_cache)
-from diffkd.datasets.transforms import Normalize, Resize
+from diffkd.datasets.transforms import NormalizeRGB, ResizeShortEdge
 from diffkd.registry import MODELS
 from tests.conftest import run_tool
 
@@ -26,11 +26,11 @@ def source(size=40, max_samples=6):
         type='HFImageTextDataset', dataset='diffkd-toy/shapes',
         max_samples=max_samples,
         pipeline=[
-            dict(type='Resize', size=size),
-            dict(type='RandomCrop', size=32),
+            dict(type='ResizeShortEdge', size=size),
+            dict(type='RandomCropWithCoords', size=32),
             dict(type='RandomHorizontalFlip', prob=0.5),
             dict(type='ComputeTimeIds'),
-            dict(type='Normalize'),
+            dict(type='NormalizeRGB'),
             dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
         ])
 
@@ -60,14 +60,14 @@ def _shapes():
 def _replay(record, size=40):
     """The record's image, re-made from its stored crop and flip."""
     raw = _shapes().get_data_info(record['index'])
-    img = Resize(size=size).transform(dict(img=raw['img']))['img']
+    img = ResizeShortEdge(size=size).transform(dict(img=raw['img']))['img']
     top, left = record['crop_top_left']
     if record['flip']:  # SDXL records the crop in flipped coordinates
         left = img.shape[1] - left - 32
     img = img[top:top + 32, left:left + 32]
     if record['flip']:
         img = mmcv.imflip(img, direction='horizontal')
-    img = Normalize().transform(dict(img=img))['img']
+    img = NormalizeRGB().transform(dict(img=img))['img']
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
 

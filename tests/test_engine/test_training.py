@@ -126,23 +126,39 @@ def test_resume_refuses_pickled_code(tmp_path):
         safe_torch_load(str(empty))
 
 
-def test_ema_weights_are_exported_and_resumable(tmp_path, toy_sd15):
+def test_ema_weights_are_exported_and_resumed_exactly(tmp_path, toy_sd15):
     cfg = tmp_path / 'ema_cfg.py'
     cfg.write_text(
         f"_base_ = '{osp.join(REPO, 'configs', 'toy', 'sd15_finetune_toy.py')}'\n"
         "custom_hooks = [dict(type='DiffusersExportHook'),\n"
-        "                dict(type='EMAHook', decay=0.5)]\n")
-    work = run_config(str(cfg), tmp_path / 'ema', 'train_cfg.max_iters=3',
-                      'train_dataloader.batch_size=2')
-    ckpt = torch.load(osp.join(work, 'iter_3.pth'), weights_only=False)
-    ema = ckpt['ema_state_dict']
-    exported = unet_weights(osp.join(work, 'final', 'unet'))
+        "                dict(type='TrainableEMAHook', momentum=0.5)]\n")
+    opts = ('train_dataloader.batch_size=2',
+            'default_hooks.checkpoint.interval=2')
+    straight = run_config(str(cfg), tmp_path / 'straight',
+                          'train_cfg.max_iters=4', *opts)
+    ckpt = torch.load(osp.join(straight, 'iter_4.pth'), weights_only=False)
+    # mmengine's EMAHook layout: the averaged weights in state_dict, the
+    # raw ones in ema_state_dict (under module.), trainable weights only.
+    raw = ckpt['ema_state_dict']
+    assert set(raw) == {'steps'} | {f'module.{k}' for k in ckpt['state_dict']}
+    exported = unet_weights(osp.join(straight, 'final', 'unet'))
     raw_differs = False
     for name, value in exported.items():
-        torch.testing.assert_close(value, ema[f'unet.{name}'])
-        raw_differs |= not torch.equal(value, ckpt['state_dict'][
-            f'unet.{name}'])
+        torch.testing.assert_close(value, ckpt['state_dict'][f'unet.{name}'])
+        raw_differs |= not torch.equal(value, raw[f'module.unet.{name}'])
     assert raw_differs, 'the export holds the raw weights, not the EMA'
+    # 2 iterations, then resumed to 4: the same average and raw weights.
+    part = run_config(str(cfg), tmp_path / 'part', 'train_cfg.max_iters=2',
+                      *opts)
+    run_config(str(cfg), tmp_path / 'part', 'train_cfg.max_iters=4', *opts,
+               resume=True)
+    resumed = torch.load(osp.join(part, 'iter_4.pth'), weights_only=False)
+    assert int(resumed['ema_state_dict']['steps']) == 4
+    for key in ('state_dict', 'ema_state_dict'):
+        assert set(resumed[key]) == set(ckpt[key])
+        for name, value in ckpt[key].items():
+            torch.testing.assert_close(resumed[key][name], value, rtol=0,
+                                       atol=1e-6)
 
 
 def test_visualizer_backend_receives_the_grid(sdxl_run):

@@ -31,8 +31,9 @@ ITERS = 4
 TOLERANCE = 1e-3
 
 PIPELINE = """[
-    dict(type='Resize', size=32), dict(type='RandomCrop', size=32),
-    dict(type='ComputeTimeIds'), dict(type='Normalize'),
+    dict(type='ResizeShortEdge', size=32),
+    dict(type='RandomCropWithCoords', size=32),
+    dict(type='ComputeTimeIds'), dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text', 'time_ids'])]"""
 
 

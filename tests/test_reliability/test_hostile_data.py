@@ -29,9 +29,9 @@ from tests.conftest import run_tool
 from tests.test_reliability.conftest import subprocess_env
 
 PIPELINE = [
-    dict(type='Resize', size=16),
-    dict(type='CenterCrop', size=16),
-    dict(type='Normalize'),
+    dict(type='ResizeShortEdge', size=16),
+    dict(type='CenterCropWithCoords', size=16),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text']),
 ]
 PROMPT = 'a red circle on a blue background'
@@ -124,7 +124,7 @@ def test_16bit_grayscale_png_is_scaled_not_clipped(tmp_path):
         read_image(Image.fromarray(ramp.astype(np.int32), 'I'), 'I'), img)
     ds = build_dataset(type='HFImageTextDataset', dataset=imagefolder(
         tmp_path / 'folder', {'gray16.png': Image.fromarray(ramp)}),
-        pipeline=[dict(type='Normalize'),
+        pipeline=[dict(type='NormalizeRGB'),
                   dict(type='PackInputs', keys=['img', 'text'])])
     np.testing.assert_array_equal(pixels(ds, 0)[..., 0], want)
 
@@ -339,7 +339,7 @@ def test_exif_orientation_is_applied(tmp_path, orientation, top):
     # What a training sample records is the upright size.
     ds = build_dataset(type='HFImageTextDataset', dataset=str(root),
                        pipeline=[
-                           dict(type='Normalize'),
+                           dict(type='NormalizeRGB'),
                            dict(type='PackInputs', keys=['img', 'text'],
                                 meta_keys=['ori_shape'])
                        ])

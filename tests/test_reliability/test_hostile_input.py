@@ -30,9 +30,9 @@ from diffkd.registry import MODELS, ConfigKeyError, UnknownTypeError
 from tests.conftest import REPO
 
 PIPELINE = [
-    dict(type='Resize', size=16),
-    dict(type='CenterCrop', size=16),
-    dict(type='Normalize'),
+    dict(type='ResizeShortEdge', size=16),
+    dict(type='CenterCropWithCoords', size=16),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text']),
 ]
 PROMPT = 'a red circle on a blue background'

@@ -132,7 +132,8 @@ def use_toy_data(cfg, size: int):
         osp.join(osp.dirname(TOOLS), 'configs', '_base_', 'datasets',
                  'toy_shapes.py')).train_dataloader.dataset
     for step in toy.pipeline:
-        if step.type in ('Resize', 'RandomCrop', 'CenterCrop'):
+        if step.type in ('ResizeShortEdge', 'RandomCropWithCoords',
+                         'CenterCropWithCoords'):
             step.size = size
     cfg.train_dataloader.dataset = toy
     cfg.train_dataloader.num_workers = 0

@@ -36,9 +36,9 @@ def main(argv=None):
                without_lora=dict(rate=without['concept_rate'],
                                  colours=without['colours']))
     if args.grid:
-        from diffkd.engine.hooks import make_grid
-        make_grid(with_lora['images'] + without['images'],
-                  ncols=args.num_images).save(args.grid)
+        from diffusers.utils import make_image_grid
+        make_image_grid(with_lora['images'] + without['images'], rows=2,
+                        cols=args.num_images).save(args.grid)
     json.dump(res, sys.stdout, indent=2)
     sys.stdout.write('\n')
     return res

@@ -10,7 +10,7 @@ import sys
 
 from diffkd.apis import load_pipeline
 from diffkd.evaluation.toy import (evaluate_toy_pipeline, latent_distance,
-                                   toy_prompts)
+                                   sample_grid, toy_prompts)
 from diffkd.utils.hub import resolve_model_path
 
 
@@ -43,8 +43,7 @@ def main(argv=None):
         res['latent_mse_vs_other'] = latent_distance(
             pipe, _load(args.against), prompts, **kw)
     if args.grid:
-        from diffkd.engine.hooks import make_grid
-        make_grid(images, ncols=10).save(args.grid)
+        sample_grid(images, cols=10).save(args.grid)
     json.dump(res, sys.stdout, indent=2)
     sys.stdout.write('\n')
     return res

@@ -4,11 +4,11 @@
 # holds fewer. Point instance_data at a folder of your own photos to train
 # another subject.
 train_pipeline = [
-    dict(type='Resize', size=1024),
-    dict(type='RandomCrop', size=1024),
+    dict(type='ResizeShortEdge', size=1024),
+    dict(type='RandomCropWithCoords', size=1024),
     dict(type='RandomHorizontalFlip', prob=0.5),
     dict(type='ComputeTimeIds'),
-    dict(type='Normalize'),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
 ]
 train_dataloader = dict(

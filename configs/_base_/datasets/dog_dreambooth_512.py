@@ -1,10 +1,10 @@
 # diffusers/dog-example at SD-1.x resolution (see dog_dreambooth_1024.py).
 _base_ = './dog_dreambooth_1024.py'
 train_pipeline = [
-    dict(type='Resize', size=512),
-    dict(type='RandomCrop', size=512),
+    dict(type='ResizeShortEdge', size=512),
+    dict(type='RandomCropWithCoords', size=512),
     dict(type='RandomHorizontalFlip', prob=0.5),
-    dict(type='Normalize'),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text']),
 ]
 train_dataloader = dict(

@@ -1,11 +1,11 @@
 # A captioned hub dataset at SDXL resolution; point `dataset` at a local
 # imagefolder (images + metadata.jsonl) to train on your own data.
 train_pipeline = [
-    dict(type='Resize', size=1024),
-    dict(type='RandomCrop', size=1024),
+    dict(type='ResizeShortEdge', size=1024),
+    dict(type='RandomCropWithCoords', size=1024),
     dict(type='RandomHorizontalFlip', prob=0.5),
     dict(type='ComputeTimeIds'),
-    dict(type='Normalize'),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
 ]
 train_dataloader = dict(

@@ -2,11 +2,11 @@
 # with prior preservation on "a circle" (class images generated once by the
 # base model and cached in $DIFFKD_HOME/class_images).
 train_pipeline = [
-    dict(type='Resize', size=32),
-    dict(type='RandomCrop', size=32),
+    dict(type='ResizeShortEdge', size=32),
+    dict(type='RandomCropWithCoords', size=32),
     dict(type='RandomHorizontalFlip', prob=0.5),
     dict(type='ComputeTimeIds'),
-    dict(type='Normalize'),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
 ]
 train_dataloader = dict(

@@ -1,12 +1,12 @@
 # The toy world's captioned shapes (32 px), built on first use in
 # $DIFFKD_HOME and read through the same imagefolder loader as user data.
 train_pipeline = [
-    dict(type='Resize', size=32),
-    dict(type='RandomCrop', size=32),
+    dict(type='ResizeShortEdge', size=32),
+    dict(type='RandomCropWithCoords', size=32),
     dict(type='RandomHorizontalFlip', prob=0.5),
     dict(type='RandomCaptionDrop', prob=0.1),
     dict(type='ComputeTimeIds'),
-    dict(type='Normalize'),
+    dict(type='NormalizeRGB'),
     dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
 ]
 train_dataloader = dict(

@@ -9,7 +9,7 @@
 #   tools/dist_train.sh CONFIG 8
 # Checkpoints hold the full state dict, gathered on rank 0 and offloaded to
 # the CPU (resumable on any number of GPUs). Not supported with FSDP: the
-# EMAHook (its shadow would be per-shard).
+# TrainableEMAHook (its average would be per-shard).
 # 'diffkd.': the flexible runner builds its strategy before default_scope
 # applies (runner_type is set by the configs using this base).
 strategy = dict(

@@ -1,10 +1,10 @@
 from .formatting import PackInputs
-from .processing import (CenterCrop, ComputeTimeIds, Normalize,
-                         RandomCaptionDrop,
-                         RandomCrop, RandomHorizontalFlip, Resize)
+from .processing import (CenterCropWithCoords, ComputeTimeIds, NormalizeRGB,
+                         RandomCaptionDrop, RandomCropWithCoords,
+                         RandomHorizontalFlip, ResizeShortEdge)
 
 __all__ = [
-    'CenterCrop', 'ComputeTimeIds', 'Normalize', 'PackInputs',
-    'RandomCaptionDrop', 'RandomCrop',
-    'RandomHorizontalFlip', 'Resize'
+    'CenterCropWithCoords', 'ComputeTimeIds', 'NormalizeRGB', 'PackInputs',
+    'RandomCaptionDrop', 'RandomCropWithCoords', 'RandomHorizontalFlip',
+    'ResizeShortEdge'
 ]

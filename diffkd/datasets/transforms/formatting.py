@@ -31,7 +31,7 @@ class PackInputs(BaseTransform):
             if key == 'img':
                 if value.dtype == np.uint8:
                     raise TypeError('PackInputs: img is still uint8; add '
-                                    'Normalize before PackInputs')
+                                    'NormalizeRGB before PackInputs')
                 value = torch.from_numpy(
                     np.ascontiguousarray(value.transpose(2, 0, 1)))
             inputs[key] = value

@@ -1,6 +1,12 @@
 """Image transforms (mmcv-based). Images are RGB HWC uint8 arrays under
 ``results['img']``; every geometric transform records what it did so SDXL's
-size and crop conditioning always describe the pixels the model sees."""
+size and crop conditioning always describe the pixels the model sees.
+
+Named apart from mmcv's ``Resize``, ``CenterCrop`` and ``Normalize``, which
+take other arguments (and whose names a diffkd config may still use to get
+mmcv's classes); configs written for diffkd's former classes of those
+names are stopped with the new name (``diffkd.registry._RENAMED``).
+"""
 import random
 from typing import Dict, Sequence, Tuple, Union
 
@@ -20,9 +26,10 @@ def _pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
 
 
 @TRANSFORMS.register_module()
-class Resize(BaseTransform):
-    """Resize so the shorter side is ``size`` (int), or to exactly
-    ``(h, w)``. Records ``resized_shape``; keeps ``ori_shape``."""
+class ResizeShortEdge(BaseTransform):
+    """Resize so the shorter side is ``size`` (int, keeping the aspect
+    ratio), or to exactly ``(h, w)``. Records ``resized_shape``; keeps
+    ``ori_shape``."""
 
     def __init__(self, size: Union[int, Sequence[int]],
                  interpolation: str = 'bilinear'):
@@ -71,7 +78,7 @@ class _Crop(BaseTransform):
 
 
 @TRANSFORMS.register_module()
-class CenterCrop(_Crop):
+class CenterCropWithCoords(_Crop):
     """Crop the centre; records ``crop_top_left`` (top, left)."""
 
     def offsets(self, h: int, w: int) -> Tuple[int, int]:
@@ -79,7 +86,7 @@ class CenterCrop(_Crop):
 
 
 @TRANSFORMS.register_module()
-class RandomCrop(_Crop):
+class RandomCropWithCoords(_Crop):
     """Crop at a random place; records ``crop_top_left`` (top, left)."""
 
     def offsets(self, h: int, w: int) -> Tuple[int, int]:
@@ -128,9 +135,10 @@ class ComputeTimeIds(BaseTransform):
 
 
 @TRANSFORMS.register_module()
-class Normalize(BaseTransform):
-    """``(img - mean) / std`` per channel to float32; SD uses 127.5/127.5,
-    which maps uint8 pixels to [-1, 1]."""
+class NormalizeRGB(BaseTransform):
+    """``(img - mean) / std`` per channel of the RGB image to float32 (no
+    channel reordering); SD uses 127.5/127.5, which maps uint8 pixels to
+    [-1, 1]."""
 
     def __init__(self,
                  mean: Sequence[float] = (127.5, 127.5, 127.5),

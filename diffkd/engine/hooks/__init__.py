@@ -1,5 +1,5 @@
 from .checkpoint_hook import SafeCheckpointHook
-from .ema_hook import EMAHook
+from .ema_hook import TrainableEMAHook, TrainableParameters
 from .export_hook import DiffusersExportHook, export_model
 from .nonfinite_hook import NonFiniteLossHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
@@ -9,8 +9,9 @@ from .test_outputs_hook import TestOutputsHook
 from .visualization_hook import VisualizationHook, make_grid
 
 __all__ = [
-    'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'EMAHook',
-    'NonFiniteLossHook', 'SafeCheckpointHook', 'SignalCheckpointHook',
-    'TeacherScheduleHook', 'TestOutputsHook', 'VisualizationHook',
+    'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'NonFiniteLossHook',
+    'SafeCheckpointHook', 'SignalCheckpointHook', 'TeacherScheduleHook',
+    'TestOutputsHook', 'TrainableEMAHook', 'TrainableParameters',
+    'VisualizationHook',
     'export_model', 'make_grid'
 ]

@@ -1,5 +1,6 @@
 """How closely a student reproduces its teacher on the same prompts and
-seeds: final-latent MSE, pixel PSNR and (with its weights) LPIPS."""
+seeds: final-latent MSE, pixel PSNR (torchmetrics) and (with its weights)
+LPIPS."""
 import logging
 from typing import Dict, List, Optional, Sequence
 
@@ -16,10 +17,13 @@ MAX_PSNR = 100.0  # identical images: reported as 100 dB, not infinity
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64))**2)
-    return MAX_PSNR if mse == 0 else min(
-        MAX_PSNR, float(10 * np.log10(255.0**2 / mse)))
+    """PSNR in dB between two uint8 images (torchmetrics'), at most
+    ``MAX_PSNR``."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+    value = peak_signal_noise_ratio(
+        torch.from_numpy(a).double(), torch.from_numpy(b).double(),
+        data_range=255.0)
+    return min(MAX_PSNR, float(value))
 
 
 def to_unit_range(images: Sequence[np.ndarray]) -> torch.Tensor:

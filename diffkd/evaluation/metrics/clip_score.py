@@ -9,6 +9,7 @@ from ..weights import find_hf_model
 from .base import WeightedMetric
 
 
+# Not torchmetrics' CLIPScore: 1.9 fails on transformers 5 ("'BaseModelOutputWithPooling' object has no attribute 'norm'", tested).
 def clip_scores(model, processor, images: Sequence[np.ndarray],
                 prompts: Sequence[str]) -> torch.Tensor:
     """``100 * max(cos(image, text), 0)`` per pair (Hessel et al. 2021, the

@@ -21,6 +21,7 @@ CHANNELS = (64, 192, 384, 256, 256)
 _CONV_INDEX = (0, 3, 6, 8, 10)
 
 
+# Not torchmetrics' LPIPS: needs torchvision, whose 0.28.0 (for torch 2.13) fails to import: "operator torchvision::nms does not exist".
 class LPIPS(nn.Module):
     """Perceptual distance between two image batches in [-1, 1]."""
 
