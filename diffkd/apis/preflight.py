@@ -276,10 +276,10 @@ class _Checker:
                 f"{type_key}=..., one of {_shown(registry)}", [at]))
         if isinstance(obj_type, str):
             obj, registry = self.resolve(root, obj_type, cfg.get('_scope_'))
+            check_renamed(cfg, registry)
             if obj is None:
                 raise UnknownTypeError(
                     _at(unknown_type_message(obj_type, registry), [at]))
-            check_renamed(cfg, registry)
             if root_only and root.get(obj_type) is None:
                 raise UnknownTypeError(_at(
                     f'{registry.name} type {obj_type!r} is registered in '

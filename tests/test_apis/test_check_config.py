@@ -77,10 +77,10 @@ def test_unknown_type_names_key_path_and_closest_names():
      "optimizer wrapper constructor type "
      "'TrainableParamsOptimWrapperConstuctor' is not registered (scope "
      "'diffkd'); did you mean 'TrainableParamsOptimWrapperConstructor'"),
-    ({'train_dataloader.dataset.pipeline.1.type': 'RandomCrp'},
+    ({'train_dataloader.dataset.pipeline.1.type': 'RandomCropWithCoord'},
      'train_dataloader.dataset.pipeline[1].type',
-     "transform type 'RandomCrp' is not registered (scope 'diffkd'); did "
-     "you mean 'RandomCrop'"),
+     "transform type 'RandomCropWithCoord' is not registered (scope 'diffkd'); did "
+     "you mean 'RandomCropWithCoords'"),
     ({'param_scheduler.0.type': 'CosineAnealingLR'},
      'param_scheduler[0].type',
      "parameter scheduler type 'CosineAnealingLR' is not registered"),

@@ -115,15 +115,22 @@ def test_pack_names_missing_key_and_unnormalized_image():
     (dict(type='Normalize', mean=[127.5] * 3, std=[127.5] * 3),
      'NormalizeRGB')])
 def test_former_names_in_diffkd_configs_name_the_new_class(cfg, new):
-    from mmengine.dataset import Compose
+    import os.path as osp
 
+    from mmengine.config import Config
+
+    from diffkd.apis import check_config
     from diffkd.registry import RenamedTypeError
+    from tests.conftest import REPO
     with pytest.raises(RenamedTypeError, match=f"is now '{new}'"):
         build(cfg)
-    # the way a dataset builds its pipeline
-    with DefaultScope.overwrite_default_scope('diffkd'):
-        with pytest.raises(RenamedTypeError, match=new):
-            Compose([cfg])
+    # a training run's pre-flight (tools/train.py) names it before the
+    # dataset's pipeline is built by mmengine
+    run_cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'toy', 'sd15_finetune_toy.py'))
+    run_cfg.train_dataloader.dataset.pipeline = [cfg]
+    with pytest.raises(RenamedTypeError, match=new):
+        check_config(run_cfg)
 
 
 def test_mmcv_transforms_keep_their_names():
