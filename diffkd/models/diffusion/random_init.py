@@ -6,6 +6,12 @@ configs, the VAE and CLIP text encoders below) and random weights measures
 what the real model costs, without a model hub. The tokenizer is the toy
 one: the real BPE vocabulary is not shipped, and a token id only picks an
 embedding row (prompts are padded to 77 tokens either way).
+
+``width_divisor`` narrows every channel count (UNet, VAE, text encoders,
+cross-attention and SDXL's added embeddings) by the same factor and keeps
+everything else: block types, layers, transformer depths, heads, linear
+projection, upcast flags and channels per norm group. Tests use it to run the
+real topologies, conditioning included, at a fraction of the cost.
 """
 import os.path as osp
 from typing import Dict, List
@@ -56,6 +62,30 @@ def architecture_of(name: str) -> str:
                    f'hub ids: {sorted(KNOWN_TEACHERS)}')
 
 
+# Channel-count keys narrowed by ``width_divisor`` (head counts are kept).
+_UNET_WIDTHS = ('block_out_channels', 'cross_attention_dim',
+                'addition_time_embed_dim',
+                'projection_class_embeddings_input_dim')
+_TEXT_WIDTHS = ('hidden_size', 'intermediate_size', 'projection_dim')
+_VAE_WIDTHS = ('block_out_channels', )
+
+
+def _narrow(cfg: Dict, keys, divisor: int) -> Dict:
+    cfg = dict(cfg)
+    for key in keys:
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            cfg[key] = [v // divisor for v in value]
+        else:
+            cfg[key] = value // divisor
+    if 'norm_num_groups' in cfg:
+        # Same channels per group as the published model.
+        cfg['norm_num_groups'] = cfg['norm_num_groups'] // divisor
+    return cfg
+
+
 def _text_encoder(arch: Dict, projection: bool):
     from transformers import (CLIPTextConfig, CLIPTextModel,
                               CLIPTextModelWithProjection)
@@ -66,9 +96,24 @@ def _text_encoder(arch: Dict, projection: bool):
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg)
 
 
-def build_random_pipeline(name: str, seed: int = 0):
+WIDTH_DIVISORS = (1, 2, 4, 8)
+
+
+def random_unet_config(name: str, width_divisor: int = 1) -> Dict:
+    """The published UNet config of ``name``, narrowed by
+    ``width_divisor`` (see the module docstring)."""
+    if width_divisor not in WIDTH_DIVISORS:
+        raise ValueError(f'width_divisor must be one of {WIDTH_DIVISORS} '
+                         f'(it must divide every width and the 32 norm '
+                         f'groups), got {width_divisor!r}')
+    cfg = {k: v for k, v in load_teacher_config(architecture_of(name)).items()
+           if not k.startswith('_')}
+    return _narrow(cfg, _UNET_WIDTHS, width_divisor)
+
+
+def build_random_pipeline(name: str, seed: int = 0, width_divisor: int = 1):
     """The diffusers pipeline of ``name`` (hub id or architecture key) with
-    random weights, in fp32."""
+    random weights, in fp32; ``width_divisor`` > 1 narrows every width."""
     from diffusers import (AutoencoderKL, DDPMScheduler,
                            StableDiffusionPipeline, StableDiffusionXLPipeline,
                            UNet2DConditionModel)
@@ -76,19 +121,20 @@ def build_random_pipeline(name: str, seed: int = 0):
     from diffkd.toy.tokenizer import build_toy_tokenizer
     key = architecture_of(name)
     arch = ARCHITECTURES[key]
+    unet_cfg = random_unet_config(key, width_divisor)
     torch.manual_seed(seed)
     tokenizers = [build_toy_tokenizer() for _ in arch['text_encoders']]
     encoders: List = [
-        _text_encoder(te, projection=i == 1)
+        _text_encoder(_narrow(te, _TEXT_WIDTHS, width_divisor),
+                      projection=i == 1)
         for i, te in enumerate(arch['text_encoders'])
     ]
-    unet_cfg = {k: v for k, v in load_teacher_config(key).items()
-                if not k.startswith('_')}
     scheduler = DDPMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
         beta_schedule='scaled_linear',
         prediction_type=arch['prediction_type'])
-    parts = dict(vae=AutoencoderKL(**arch['vae']),
+    vae = AutoencoderKL(**_narrow(arch['vae'], _VAE_WIDTHS, width_divisor))
+    parts = dict(vae=vae,
                  unet=UNet2DConditionModel(**unet_cfg), scheduler=scheduler,
                  text_encoder=encoders[0], tokenizer=tokenizers[0])
     if len(encoders) == 2:
@@ -99,16 +145,17 @@ def build_random_pipeline(name: str, seed: int = 0):
                                    requires_safety_checker=False, **parts)
 
 
-def save_random_pipeline(name: str, out_dir: str, seed: int = 0) -> str:
+def save_random_pipeline(name: str, out_dir: str, seed: int = 0,
+                         width_divisor: int = 1) -> str:
     """Write ``build_random_pipeline(name)`` to ``out_dir`` (safetensors);
     loading it goes through the usual ``from_pretrained`` path."""
-    pipe = build_random_pipeline(name, seed)
+    pipe = build_random_pipeline(name, seed, width_divisor)
     pipe.save_pretrained(out_dir, safe_serialization=True)
     del pipe
     return osp.abspath(out_dir)
 
 
 __all__ = [
-    'ARCHITECTURES', 'architecture_of', 'build_random_pipeline',
-    'save_random_pipeline'
+    'ARCHITECTURES', 'WIDTH_DIVISORS', 'architecture_of',
+    'build_random_pipeline', 'random_unet_config', 'save_random_pipeline'
 ]

@@ -375,10 +375,17 @@ class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
     def loss(self, inputs: Dict) -> Dict[str, torch.Tensor]:
         batch = self.prepare(inputs)
         pred = self.run_unet(self.unet, batch)
-        is_prior = inputs.get('is_prior')
+        return self.task_losses(pred, batch, inputs.get('is_prior'),
+                                self.loss_module)
+
+    def task_losses(self, pred: torch.Tensor, batch: DiffusionBatch,
+                    is_prior: Optional[torch.Tensor],
+                    loss_module: nn.Module) -> Dict[str, torch.Tensor]:
+        """``{'loss': ...}``, or with DreamBooth class rows (``is_prior``)
+        ``{'loss_instance': ..., 'loss_prior': prior_loss_weight * ...}``."""
         if is_prior is None or not bool(is_prior.any()):
             return {'loss': self.score(pred, batch.target, batch,
-                                       self.loss_module)}
+                                       loss_module)}
         # Prior preservation: instance and class rows share the forward
         # pass (one timestep and prompt per row) and are scored apart.
         is_prior = is_prior.to(pred.device, torch.bool)
@@ -388,7 +395,7 @@ class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
                                     self.prior_loss_weight)):
             losses[name] = weight * self.score(
                 pred[rows], batch.target[rows], batch.rows(rows),
-                self.loss_module)
+                loss_module)
         return losses
 
     def forward(self, inputs: Dict, data_samples=None, mode: str = 'loss'):

@@ -1,7 +1,8 @@
 from .distiller import DiffusionDistiller, DistillConfigError
-from .recorder import FEATURE_PRESETS, FeatureRecorder, expand_patterns
+from .recorder import (FEATURE_PRESETS, FeaturePreset, FeatureRecorder,
+                       expand_patterns, feature_pairs)
 
 __all__ = [
     'DiffusionDistiller', 'DistillConfigError', 'FEATURE_PRESETS',
-    'FeatureRecorder', 'expand_patterns'
+    'FeaturePreset', 'FeatureRecorder', 'expand_patterns', 'feature_pairs'
 ]

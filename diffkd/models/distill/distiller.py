@@ -21,13 +21,12 @@ from mmengine.model import BaseModel
 
 from diffkd.registry import MODELS
 from ..compression import build_compression, init_from_teacher
-from ..compression.student import teacher_name
 from ..diffusion.loading import load_component
-from ..diffusion.speed import configure_unet, eager
+from ..diffusion.speed import configure_unet
 from ..diffusion.stable_diffusion import (DetachedLogVars,
                                          FrozenChildrenStayInEval,
                                          FrozenWeightsOutOfCheckpoints)
-from .recorder import FeatureRecorder, expand_patterns
+from .recorder import FeatureRecorder, feature_pairs
 
 STUDENT_INITS = ('teacher', 'pretrained', 'random')
 
@@ -53,9 +52,15 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
     Args:
         student: config of the student's diffusion wrapper
             (``StableDiffusion``/``StableDiffusionXL``); its text encoders,
-            VAE and noise schedule serve both UNets.
+            VAE and noise schedule serve both UNets. Its ``loss`` is the
+            task loss (or give ``task_loss``; not both), and its
+            ``prior_loss_weight`` weighs DreamBooth class rows
+            (``is_prior``) in the task term, logged as ``loss_task_prior``.
         teacher: ``dict(model=..., subfolder='unet', dtype=None)``: where
-            the teacher UNet comes from and the dtype it runs in.
+            the teacher UNet comes from and the dtype it runs in. The
+            student is initialised from the stored weights before the
+            teacher is cast; SDXL time ids and pooled text embeds reach the
+            teacher in fp32, exactly as the student gets them.
         compression: a recipe (``dict(type='SSD1B')``) giving the student's
             architecture and the teacher->student module map; None for a
             student of the teacher's own architecture.
@@ -64,8 +69,10 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
         student_pretrained: ``dict(name_or_path=..., subfolder='unet')``.
         loss_weights: ``dict(task=, output=, feature=)``.
         task_loss / output_loss / feature_loss: loss configs.
-        features: preset name or module-path patterns on the student; their
-            teacher partners follow from the module map.
+        features: preset name (``bk_sdm``, ``distill_sd``, ``layers``,
+            ``self_attention``; see :data:`FEATURE_PRESETS`) or module-path
+            patterns on the student; teacher partners follow from the module
+            map.
         pairs: explicit ``[(student_module, teacher_module), ...]`` added to
             (or, with ``features=None``, instead of) the derived pairs.
         normalize_features: divide each pair's loss by the teacher feature's
@@ -104,16 +111,28 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
         weights.update(loss_weights or {})
         self.loss_weights = weights
 
-        # Teacher: frozen, eval mode, optionally in a lower precision.
+        student = dict(student)
+        if 'loss' in student:
+            # The student's own loss is the task term of distillation.
+            if task_loss is not None:
+                raise DistillConfigError(
+                    f"the task loss is given twice: student.loss="
+                    f"{student['loss']!r} and task_loss={task_loss!r}; keep "
+                    'one of them')
+            task_loss = student['loss']
+
+        # Teacher: frozen, eval mode, optionally in a lower precision. A
+        # student initialised from it copies the stored (fp32) weights
+        # first; the teacher is cast after that, as BK-SDM's code does.
         teacher = dict(teacher)
         t_model = teacher.pop('model')
         t_sub = teacher.pop('subfolder', 'unet')
         self.teacher_dtype = _dtype(teacher.pop('dtype', None))
+        if self.teacher_dtype is not None and student_init != 'teacher':
+            teacher.setdefault('torch_dtype', self.teacher_dtype)
         self.teacher = load_component(UNet2DConditionModel, t_model, t_sub,
                                       **teacher)
         self.teacher.requires_grad_(False).eval()
-        if self.teacher_dtype is not None:
-            self.teacher.to(self.teacher_dtype)
         self.teacher_source = t_model
 
         # Student UNet and its correspondence with the teacher.
@@ -125,8 +144,11 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
             s_cfg = {k: v for k, v in t_cfg.items() if not k.startswith('_')}
             self.module_map = {'': ''}
         unet = self._build_student(s_cfg, student_init, student_pretrained)
-        student = dict(student, unet=unet)
-        self.student = MODELS.build(student)
+        self.pairs = self._resolve_pairs(features, pairs, unet)
+        self._check_pair_shapes(unet)
+        if self.teacher_dtype is not None:
+            self.teacher.to(self.teacher_dtype)
+        self.student = MODELS.build(dict(student, unet=unet))
 
         self.task_loss = MODELS.build(task_loss or dict(type='L2Loss'))
         self.output_loss = MODELS.build(output_loss or dict(type='L2Loss'))
@@ -134,9 +156,6 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
         self.normalize_features = normalize_features
         self.log_pairs = log_pairs
 
-        self.pairs = self._resolve_pairs(features, pairs)
-        with eager(self.student.unet):
-            self._check_pair_shapes()
         # The teacher runs with the student's speed switches (layout,
         # attention kernel, compilation).
         configure_unet(self.teacher, **self.student.unet_speed)
@@ -171,8 +190,11 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
             init_from_teacher(unet, self.teacher, self.module_map)
         return unet
 
-    def _check_student_matches(self, unet, s_cfg):
-        expected = UNet2DConditionModel.from_config(s_cfg)
+    @staticmethod
+    def _check_student_matches(unet, s_cfg):
+        # Shapes only: the expected UNet is built without storage.
+        with torch.device('meta'):
+            expected = UNet2DConditionModel.from_config(s_cfg)
         got = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
         want = {k: tuple(v.shape) for k, v in expected.state_dict().items()}
         if got != want:
@@ -182,14 +204,14 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
                 'the pretrained student does not have the architecture the '
                 f'compression recipe describes (first differences: {diff})')
 
-    def _resolve_pairs(self, features, pairs) -> List[Tuple[str, str]]:
+    def _resolve_pairs(self, features, pairs,
+                       student: nn.Module) -> List[Tuple[str, str]]:
         out: List[Tuple[str, str]] = []
-        s_names = [n for n, _ in self.student.unet.named_modules()]
+        s_names = [n for n, _ in student.named_modules()]
         t_names = set(n for n, _ in self.teacher.named_modules())
         if features is not None:
-            for s in expand_patterns(features, s_names):
-                out.append((s, self._matching_teacher_output(
-                    s, teacher_name(s, self.module_map))))
+            out.extend(feature_pairs(features, student, self.teacher,
+                                     self.module_map))
         for s, t in pairs or []:
             if s not in s_names:
                 raise DistillConfigError(
@@ -205,25 +227,8 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
             raise DistillConfigError('a student module is paired twice')
         return out
 
-    def _matching_teacher_output(self, s: str, t: str) -> str:
-        """The teacher module whose output a student module's matches.
-
-        A kept down stage that is the student's last (BK-SDM-Tiny, Segmind
-        tiny) loses the downsampler its teacher stage has; its output is
-        compared with the teacher stage's last layer, before the teacher
-        downsamples.
-        """
-        s_mod = self.student.unet.get_submodule(s)
-        t_mod = self.teacher.get_submodule(t)
-        if (getattr(t_mod, 'downsamplers', None) is None
-                or getattr(s_mod, 'downsamplers', None) is not None):
-            return t
-        layers = 'attentions' if getattr(t_mod, 'attentions', None) \
-            else 'resnets'
-        return f'{t}.{layers}.{len(getattr(t_mod, layers)) - 1}'
-
     @torch.no_grad()
-    def _check_pair_shapes(self):
+    def _check_pair_shapes(self, student: nn.Module):
         """Run both UNets once on a tiny input and compare pair shapes."""
         if not self.pairs and not self.loss_weights['output']:
             return
@@ -241,7 +246,7 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
                 time_ids=torch.zeros(1, 6))
         shapes = {}
         for name, unet, names in (
-                ('student', self.student.unet, [s for s, _ in self.pairs]),
+                ('student', student, [s for s, _ in self.pairs]),
                 ('teacher', self.teacher, [t for _, t in self.pairs])):
             rec = FeatureRecorder(unet, list(dict.fromkeys(names)))
             p = next(unet.parameters())
@@ -289,10 +294,13 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
             return self.student.run_unet(self.teacher, batch)
         cast = copy.copy(batch)
         dt = self.teacher_dtype
+        # Latents and prompt hidden states enter the teacher's layers, which
+        # take its dtype (as in a bf16/fp16 pipeline, or under autocast).
+        # SDXL's time ids and pooled text embeds stay fp32, the student's
+        # exact values: diffusers embeds them in fp32 and casts after, and
+        # bf16 holds integers exactly only up to 256 (1365 px -> 1368).
         cast.noisy_latents = batch.noisy_latents.to(dt)
         cast.encoder_hidden_states = batch.encoder_hidden_states.to(dt)
-        cast.added_cond_kwargs = {
-            k: v.to(dt) for k, v in batch.added_cond_kwargs.items()}
         return self.student.run_unet(self.teacher, cast).float()
 
     def loss(self, inputs: Dict) -> Dict[str, torch.Tensor]:
@@ -308,8 +316,14 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
                     t_pred = self._teacher_forward(batch)
             with self.student_recorder.recording():
                 s_pred = st.run_unet(st.unet, batch)
-            losses['loss_task'] = w['task'] * st.score(
-                s_pred, batch.target, batch, self.task_loss)
+            # DreamBooth class rows (``is_prior``) get the student's
+            # prior-preservation weight in the task term; KD uses every row.
+            for name, term in st.task_losses(s_pred, batch,
+                                             inputs.get('is_prior'),
+                                             self.task_loss).items():
+                key = 'loss_task_prior' if name == 'loss_prior' \
+                    else 'loss_task'
+                losses[key] = w['task'] * term
             if w['output']:
                 losses['loss_kd_out'] = w['output'] * st.score(
                     s_pred, t_pred, batch, self.output_loss)

@@ -2,8 +2,9 @@
 
 Shipped so that recipes, parameter counts and toy topologies work without a
 model hub. Keys: ``sd15`` (SD-1.4/1.5 and fine-tunes such as Realistic
-Vision), ``sd21`` (SD-2.1; SD-2.1-base differs only in sample size),
-``sdxl_base`` (SDXL-base-1.0 and SDXL-Lightning).
+Vision), ``sd21`` (SD-2.1 at 768 px; SD-2.1-base has the same layers and
+parameters, but its config has ``sample_size`` 64 and no
+``upcast_attention``), ``sdxl_base`` (SDXL-base-1.0 and SDXL-Lightning).
 """
 import json
 import os.path as osp
