@@ -32,7 +32,9 @@ visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 # Used by distributed runs only: DDP over trainable weights, frozen teacher,
 # VAE and text encoders neither broadcast nor in gradient buckets.
 model_wrapper_cfg = dict(type='DiffusionDDP')
-log_processor = dict(by_epoch=False)
+# The console line carries the loss and its terms; per-pair feature KD
+# values (kd_feat/*) go to vis_data/scalars.json and TensorBoard only.
+log_processor = dict(type='DiffusionLogProcessor', by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
