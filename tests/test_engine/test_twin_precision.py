@@ -20,8 +20,7 @@ from diffkd.engine import AutocastOptimWrapper
 from diffkd.engine.hooks import SignalCheckpointHook
 from diffkd.engine.hooks.export_hook import unwrap
 from tests.conftest import REPO
-from tests.test_config_parity import (MISSING, PRECISION, TOY_DIR, TWINS,
-                                      flat, flatten)
+from tests.test_config_parity import MISSING, PRECISION, TOY_DIR, TWINS, flat
 
 _RUNS = {}
 
