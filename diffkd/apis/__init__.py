@@ -1,3 +1,6 @@
 from .inference import load_export_info, load_pipeline, sample_filename
+from .unet_config import unet_config_for
 
-__all__ = ['load_export_info', 'load_pipeline', 'sample_filename']
+__all__ = [
+    'load_export_info', 'load_pipeline', 'sample_filename', 'unet_config_for'
+]
