@@ -127,6 +127,7 @@ def resolve_model_path(name_or_path: str) -> str:
     raise ToyAssetNotBuiltError(
         f'toy asset {TOY_PREFIX}{name} is not built in $DIFFKD_HOME={home} '
         f'(no complete folder {path}); build it with: '
-        f'{build_command(name)}' +
+        f'{build_command(name)}, or the whole toy world (seconds) with: '
+        f'{build_command()}' +
         (f' (built there: {", ".join(TOY_PREFIX + n for n in built)})'
          if built else ''))

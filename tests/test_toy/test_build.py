@@ -21,14 +21,16 @@ def test_resolving_an_unbuilt_asset_names_the_build_command(
         f'toy asset diffkd-toy/sdxl-teacher is not built in '
         f'$DIFFKD_HOME={home} ')
     assert str(err.value).endswith(
-        'build it with: python tools/build_toy_world.py --only sdxl-teacher')
+        'build it with: python tools/build_toy_world.py --only sdxl-teacher, '
+        'or the whole toy world (seconds) with: '
+        'python tools/build_toy_world.py')
     # Resolving built nothing.
     assert not osp.exists(home)
     # Elsewhere the command names the tool by its full path.
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError,
                        match=r'build it with: python /\S+/build_toy_world\.py'
-                       r' --only sd15$'):
+                       r' --only sd15, '):
         resolve_model_path('diffkd-toy/sd15')
     # Other names pass through untouched.
     assert resolve_model_path('someone/model') == 'someone/model'

@@ -97,7 +97,7 @@ def test_toy_vae_reconstructs_toy_images(toy_sd15):
 def test_unknown_toy_asset_lists_the_built_ones():
     # A typo in a config: the error shows the ids that are there.
     with pytest.raises(ToyAssetNotBuiltError,
-                       match=r'--only nope \(built there: .*'
+                       match=r'--only nope, .* \(built there: .*'
                        r'diffkd-toy/sdxl-teacher'):
         resolve_model_path('diffkd-toy/nope')
 
