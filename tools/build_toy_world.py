@@ -7,7 +7,7 @@ once; training, testing and sampling only look the folders up. Takes about
 
 ``--retrain-teachers`` trains the toy teachers with
 ``configs/toy/*_finetune_toy.py`` and writes them as the shipped weights
-(``diffkd/toy/weights/<kind>-teacher``): about 10 minutes on 2 CPU cores.
+(``diffkd/toy/weights/<kind>-teacher``): about 8 minutes on 2 idle CPU cores.
 """
 import argparse
 import sys

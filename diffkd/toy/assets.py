@@ -91,12 +91,11 @@ def _trains(name: str, retrain_teachers: bool,
 
 
 def _teacher(kind: str, out_dir: str, build: _Build):
-    if build.retrain_teachers:
-        teachers.train_teacher(kind, out_dir, build.home)
-    elif not teachers.has_shipped_teacher(kind, build.weights_dir):
-        _say(f'no shipped toy {kind} teacher in '
-             f'{teachers.shipped_teacher_dir(kind, build.weights_dir)}: '
-             'training it')
+    if _trains(f'{kind}-teacher', build.retrain_teachers, build.weights_dir):
+        if not build.retrain_teachers:
+            _say(f'no shipped toy {kind} teacher in '
+                 f'{teachers.shipped_teacher_dir(kind, build.weights_dir)}: '
+                 'training it')
         teachers.train_teacher(kind, out_dir, build.home)
     else:
         teachers.install_shipped_teacher(kind, out_dir, build.home,
