@@ -72,8 +72,17 @@ def teacher_config_digest(kind: str, options: Sequence[str] = ()) -> str:
     cfg = effective_teacher_config(kind, options).to_dict()
     train = {k: v for k, v in cfg.items()
              if not k.startswith(('test_', 'val_'))}
-    text = json.dumps(train, sort_keys=True, default=repr)
+    text = json.dumps(train, sort_keys=True, default=_stable_repr)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stable_repr(value) -> str:
+    """A config value JSON cannot hold (a type, a function, a dtype...),
+    named without its memory address."""
+    name = getattr(value, '__qualname__', None)
+    if name is not None:
+        return f'{getattr(value, "__module__", "")}.{name}'
+    return repr(value)
 
 
 def training_record(kind: str, options: Sequence[str] = (),
