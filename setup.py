@@ -81,7 +81,7 @@ if __name__ == '__main__':
             'diffkd': [
                 '.mim/configs/**/*.py', '.mim/tools/**/*.py',
                 '.mim/tools/*.sh', 'models/compression/teacher_configs/*.json',
-                'toy/weights/vae/*'
+                'toy/weights/*/*'
             ]
         },
         install_requires=requirements('runtime.txt'),

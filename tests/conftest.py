@@ -1,4 +1,4 @@
-"""Shared fixtures: a private DIFFKD_HOME with the toy world built in it."""
+"""Shared fixtures: a DIFFKD_HOME with the toy world built in it."""
 import os
 import os.path as osp
 import sys
@@ -18,10 +18,15 @@ os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
 @pytest.fixture(scope='session', autouse=True)
 def diffkd_home(tmp_path_factory):
+    """$DIFFKD_TEST_HOME or a fresh folder, with the whole toy world built
+    once per session (as `python tools/build_toy_world.py` does; seconds,
+    the toy teachers' UNets are shipped)."""
+    from diffkd.toy import build_toy_world
     home = os.environ.get('DIFFKD_TEST_HOME') or str(
         tmp_path_factory.mktemp('diffkd_home'))
     old = os.environ.get('DIFFKD_HOME')
     os.environ['DIFFKD_HOME'] = home
+    build_toy_world(home=home)
     yield home
     if old is None:
         os.environ.pop('DIFFKD_HOME', None)

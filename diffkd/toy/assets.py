@@ -1,66 +1,69 @@
-"""Builders of the toy world's cached assets (``diffkd-toy/<name>``).
+"""The toy world's cached assets (``diffkd-toy/<name>``) and their build.
 
 - ``shapes`` / ``shapes-val``: captioned shape datasets (imagefolder).
+- ``sks-circle``: five photos of the DreamBooth concept (a red ring).
 - ``vae``: the toy VAE (shipped weights; retrained if they are missing).
 - ``sd15`` / ``sdxl``: base pipelines: toy VAE, random text encoders and a
   random UNet of the real topology.
-- ``sks-circle``: five photos of the DreamBooth concept (a red ring).
-- ``sd15-teacher`` / ``sdxl-teacher``: the base pipelines with a UNet trained
-  by diffkd's own fine-tune config (``configs/toy/*_finetune_toy.py``).
+- ``sd15-teacher`` / ``sdxl-teacher``: the base pipelines with a UNet
+  trained by diffkd's own fine-tune config (``configs/toy/*_finetune_toy.py``;
+  shipped weights, see :mod:`diffkd.toy.teachers`).
+
+:func:`build_toy_world` (``python tools/build_toy_world.py``) builds them in
+``$DIFFKD_HOME/toy``; :func:`diffkd.utils.hub.resolve_model_path` only looks
+them up.
 """
 import functools
-import os
 import os.path as osp
+import random
 import shutil
-import subprocess
-import sys
-import tempfile
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from diffkd.utils.hub import register_toy_asset, resolve_model_path
-from diffkd.utils.paths import find_config, find_tool
+from diffkd.utils.hub import build_folder, diffkd_home, toy_asset_dir
+from . import teachers
 from .concept import make_concept_images
-from .shapes import make_shapes_dataset
+from .shapes import all_combinations, make_shapes_dataset, render_shape
 
-SHIPPED_VAE = osp.join(osp.dirname(osp.abspath(__file__)), 'weights', 'vae')
+SHIPPED_VAE = osp.join(teachers.WEIGHTS_DIR, 'vae')
 
 
 def _say(msg: str):
     print(f'[diffkd toy] {msg}', flush=True)
 
 
-@register_toy_asset('shapes')
-def build_shapes(out_dir: str):
+class _Build(NamedTuple):
+    home: str
+    retrain_teachers: bool
+    weights_dir: Optional[str]
+
+
+def _shapes(out_dir: str, build: _Build):
     _say(f'writing the toy shapes dataset (2048 images) to {out_dir}')
     make_shapes_dataset(out_dir, num_images=2048, size=32, seed=0)
 
 
-@register_toy_asset('shapes-val')
-def build_shapes_val(out_dir: str):
+def _shapes_val(out_dir: str, build: _Build):
     make_shapes_dataset(out_dir, num_images=90, size=32, seed=1)
 
 
-@register_toy_asset('sks-circle')
-def build_concept(out_dir: str):
+def _concept(out_dir: str, build: _Build):
     make_concept_images(out_dir, num_images=5, seed=0)
 
 
-@register_toy_asset('vae')
-def build_vae(out_dir: str):
+def _vae(out_dir: str, build: _Build):
     if osp.exists(osp.join(SHIPPED_VAE, 'config.json')):
         shutil.copytree(SHIPPED_VAE, out_dir, dirs_exist_ok=True)
         return
     from .pipelines import train_toy_vae
-    from .shapes import all_combinations, render_shape
-    import random
     rng = random.Random(0)
     combos = all_combinations()
     images = np.stack([
         np.asarray(render_shape(*combos[i % len(combos)], 32, rng))
         for i in range(512)
     ])
-    _say('training the toy VAE (first use only)')
+    _say(f'no shipped toy VAE in {SHIPPED_VAE}: training it')
 
     def progress(step, loss):
         if step % 200 == 0:
@@ -69,47 +72,125 @@ def build_vae(out_dir: str):
     train_toy_vae(images, progress=progress).save_pretrained(out_dir)
 
 
-def _build_pipeline(kind: str, out_dir: str):
+def _pipeline(kind: str, out_dir: str, build: _Build):
     from diffusers import AutoencoderKL
     from .pipelines import build_toy_pipeline, save_pipeline
-    vae = AutoencoderKL.from_pretrained(resolve_model_path('diffkd-toy/vae'))
+    vae = AutoencoderKL.from_pretrained(toy_asset_dir('vae', build.home))
     _say(f'assembling the toy {kind} pipeline in {out_dir}')
     save_pipeline(build_toy_pipeline(kind, vae), out_dir)
 
 
-def _train_teacher(kind: str, out_dir: str):
-    config = find_config(f'toy/{kind}_finetune_toy.py')
-    base = resolve_model_path(f'diffkd-toy/{kind}')
-    work_dir = tempfile.mkdtemp(prefix=f'{kind}-teacher-',
-                                dir=osp.dirname(out_dir))
-    _say(f'no cached toy {kind} teacher: training it with {config} '
-         f'(first use only; logs in {work_dir})')
-    cmd = [sys.executable, find_tool('train.py'), config,
-           '--work-dir', work_dir]
-    # e.g. 'train_cfg.max_iters=2' for a quick (untrained) teacher in tests.
-    extra = os.environ.get('DIFFKD_TOY_TEACHER_OPTIONS', '').split()
-    if extra:
-        cmd += ['--cfg-options', *extra]
-    ret = subprocess.run(cmd, env=dict(os.environ))
-    if ret.returncode != 0:
-        raise RuntimeError(f'training the toy {kind} teacher failed '
-                           f'(exit {ret.returncode}); see {work_dir}')
-    shutil.copytree(base, out_dir, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns('.complete'))
-    shutil.rmtree(osp.join(out_dir, 'unet'))
-    shutil.copytree(osp.join(work_dir, 'final', 'unet'),
-                    osp.join(out_dir, 'unet'))
-    # Keep what shows how the teacher was made: its sample grids and log.
-    shutil.copytree(osp.join(work_dir, 'vis'), osp.join(out_dir, 'training',
-                                                       'vis'))
-    for name in os.listdir(work_dir):
-        log = osp.join(work_dir, name, f'{name}.log')
-        if osp.isfile(log):
-            shutil.copy(log, osp.join(out_dir, 'training', 'train.log'))
-    shutil.rmtree(work_dir, ignore_errors=True)
+def _trains(name: str, retrain_teachers: bool,
+            weights_dir: Optional[str]) -> bool:
+    """Whether building asset ``name`` trains a teacher."""
+    if name not in TEACHER_ASSETS:
+        return False
+    kind = name[:-len('-teacher')]
+    return retrain_teachers or not teachers.has_shipped_teacher(
+        kind, weights_dir)
 
 
-for _kind in ('sd15', 'sdxl'):
-    register_toy_asset(_kind)(functools.partial(_build_pipeline, _kind))
-    register_toy_asset(f'{_kind}-teacher')(
-        functools.partial(_train_teacher, _kind))
+def _teacher(kind: str, out_dir: str, build: _Build):
+    if _trains(f'{kind}-teacher', build.retrain_teachers, build.weights_dir):
+        if not build.retrain_teachers:
+            _say(f'no shipped toy {kind} teacher in '
+                 f'{teachers.shipped_teacher_dir(kind, build.weights_dir)}: '
+                 'training it')
+        teachers.train_teacher(kind, out_dir, build.home)
+    else:
+        teachers.install_shipped_teacher(kind, out_dir, build.home,
+                                         build.weights_dir)
+
+
+class ToyAsset(NamedTuple):
+    build: Callable[[str, _Build], None]
+    # Assets it reads; a trained teacher also reads its training data.
+    needs: Sequence[str] = ()
+    needs_to_train: Sequence[str] = ()
+
+
+# In build order: an asset comes after the ones it needs.
+TOY_ASSETS: Dict[str, ToyAsset] = {
+    'shapes': ToyAsset(_shapes),
+    'shapes-val': ToyAsset(_shapes_val),
+    'sks-circle': ToyAsset(_concept),
+    'vae': ToyAsset(_vae),
+}
+for _kind in teachers.TEACHER_KINDS:
+    TOY_ASSETS[_kind] = ToyAsset(functools.partial(_pipeline, _kind),
+                                 needs=('vae', ))
+for _kind in teachers.TEACHER_KINDS:
+    TOY_ASSETS[f'{_kind}-teacher'] = ToyAsset(
+        functools.partial(_teacher, _kind), needs=(_kind, ),
+        needs_to_train=('shapes', ))
+TEACHER_ASSETS = tuple(f'{k}-teacher' for k in teachers.TEACHER_KINDS)
+
+
+def toy_asset_names() -> List[str]:
+    return list(TOY_ASSETS)
+
+
+def build_toy_world(names: Optional[Sequence[str]] = None,
+                    home: Optional[str] = None,
+                    retrain_teachers: bool = False,
+                    weights_dir: Optional[str] = None) -> Dict[str, str]:
+    """Build the toy assets ``names`` (default: all) and the ones they need
+    in ``home`` (default ``$DIFFKD_HOME``); already built ones are kept.
+
+    Args:
+        retrain_teachers: train the teacher assets among them with their
+            fine-tune configs (replacing built ones) instead of copying the
+            shipped UNets.
+        weights_dir: where the shipped teachers are (default
+            ``diffkd/toy/weights``).
+
+    Returns:
+        ``{name: folder}`` of every asset built or found, in build order.
+    """
+    home = osp.abspath(osp.expanduser(home or diffkd_home()))
+    wanted = list(TOY_ASSETS) if names is None else list(names)
+    unknown = [n for n in wanted if n not in TOY_ASSETS]
+    if unknown:
+        raise KeyError(f'unknown toy asset(s) {unknown}; known: '
+                       f'{toy_asset_names()}')
+    closure, todo = set(), list(wanted)
+    while todo:
+        name = todo.pop()
+        if name not in closure:
+            closure.add(name)
+            asset = TOY_ASSETS[name]
+            todo += list(asset.needs)
+            if _trains(name, retrain_teachers, weights_dir):
+                todo += list(asset.needs_to_train)
+    build = _Build(home, retrain_teachers, weights_dir)
+    paths = {}
+    for name in TOY_ASSETS:
+        if name not in closure:
+            continue
+        path = toy_asset_dir(name, home)
+        build_folder(
+            path,
+            functools.partial(TOY_ASSETS[name].build, build=build),
+            rebuild=retrain_teachers and name in TEACHER_ASSETS,
+            on_wait=lambda name=name, path=path: _say(
+                f'{name} is being built by another process ({path}.lock); '
+                'waiting for it'))
+        paths[name] = path
+    return paths
+
+
+def retrain_shipped_teachers(kinds: Optional[Sequence[str]] = None,
+                             home: Optional[str] = None,
+                             weights_dir: Optional[str] = None
+                             ) -> Dict[str, str]:
+    """Retrain the toy teachers ``kinds`` (default: both) with their
+    fine-tune configs and ship them (fp16 UNet + ``training.json`` in
+    ``weights_dir``, default ``diffkd/toy/weights``). Returns
+    ``{kind: shipped folder}``."""
+    kinds = list(teachers.TEACHER_KINDS if kinds is None else kinds)
+    paths = build_toy_world([f'{k}-teacher' for k in kinds], home,
+                            retrain_teachers=True, weights_dir=weights_dir)
+    return {
+        k: teachers.ship_teacher(k, paths[f'{k}-teacher'], weights_dir)
+        for k in kinds
+    }

@@ -1,17 +1,13 @@
-"""A tiny CLIP BPE tokenizer for the toy world.
+"""The toy world's tokenizer: a tiny CLIP BPE tokenizer whose whole-word
+tokens are the toy world's words and the usual DreamBooth words (others
+fall back to letters)."""
+from typing import List
 
-Characters are always in the vocabulary, so any lowercase prompt tokenizes
-(unknown words fall back to letters); the toy world's words and the usual
-DreamBooth words get a whole-word token each.
-"""
-import string
-from typing import Dict, List, Tuple
-
-from transformers import CLIPTokenizer
-
+from diffkd.utils.tokenizer import BOS, EOS, build_word_tokenizer
 from .shapes import COLOURS, SHAPES
 
-BOS, EOS = '<|startoftext|>', '<|endoftext|>'
+__all__ = ['BOS', 'EOS', 'EXTRA_WORDS', 'build_toy_tokenizer', 'toy_words']
+
 EXTRA_WORDS = ('a', 'an', 'on', 'background', 'photo', 'of', 'the', 'in',
                'sks', 'dog', 'shape', 'pattern', 'striped', 'picture',
                'image', 'with', 'and')
@@ -22,41 +18,5 @@ def toy_words() -> List[str]:
                               list(EXTRA_WORDS)))
 
 
-def _vocab_and_merges(words) -> Tuple[Dict[str, int], List[Tuple[str, str]]]:
-    """Train BPE on the word list until every word is one token.
-
-    Merges are learnt most-frequent-pair first, as BPE does, so applying
-    them by rank reproduces whole words (hand-written left-to-right chains
-    would be pre-empted by other words' merges).
-    """
-    chars = list(string.ascii_lowercase + string.digits + ".,!?'-:;()")
-    tokens = [BOS, EOS] + chars + [c + '</w>' for c in chars]
-    corpus = [list(w[:-1]) + [w[-1] + '</w>'] for w in words]
-    merges: List[Tuple[str, str]] = []
-    while any(len(w) > 1 for w in corpus):
-        counts: Dict[Tuple[str, str], int] = {}
-        for w in corpus:
-            for pair in zip(w, w[1:]):
-                counts[pair] = counts.get(pair, 0) + 1
-        best = max(counts, key=lambda p: (counts[p], p))
-        merges.append(best)
-        merged = best[0] + best[1]
-        if merged not in tokens:
-            tokens.append(merged)
-        for k, w in enumerate(corpus):
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(merged)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            corpus[k] = out
-    return {t: i for i, t in enumerate(tokens)}, merges
-
-
-def build_toy_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
-    vocab, merges = _vocab_and_merges(toy_words())
-    return CLIPTokenizer(
-        vocab=vocab, merges=merges, model_max_length=model_max_length)
+def build_toy_tokenizer(model_max_length: int = 77):
+    return build_word_tokenizer(toy_words(), model_max_length)

@@ -14,7 +14,7 @@ from diffkd.toy.shapes import (all_combinations, caption_for,
                                make_shapes_dataset, parse_caption,
                                render_shape)
 from diffkd.toy.tokenizer import build_toy_tokenizer
-from diffkd.utils.hub import resolve_model_path
+from diffkd.utils.hub import ToyAssetNotBuiltError, resolve_model_path
 
 TOPOLOGY_KEYS = ('down_block_types', 'up_block_types', 'layers_per_block',
                  'transformer_layers_per_block', 'mid_block_type',
@@ -94,8 +94,11 @@ def test_toy_vae_reconstructs_toy_images(toy_sd15):
     assert vae_reconstruction_psnr(vae, images) > 24.0
 
 
-def test_unknown_toy_asset_lists_names():
-    with pytest.raises(KeyError, match='diffkd-toy/sdxl'):
+def test_unknown_toy_asset_lists_the_built_ones():
+    # A typo in a config: the error shows the ids that are there.
+    with pytest.raises(ToyAssetNotBuiltError,
+                       match=r'--only nope, .* \(built there: .*'
+                       r'diffkd-toy/sdxl-teacher'):
         resolve_model_path('diffkd-toy/nope')
 
 

@@ -34,10 +34,10 @@ import torch
 from diffusers import UNet2DConditionModel
 from mmengine.config import Config, DictAction
 
+from diffkd.apis.unet_config import unet_config_for
 from diffkd.models.compression import build_compression, count_parameters
-from diffkd.models.compression.teacher_configs import (load_teacher_config,
-                                                       unet_config_for)
-from diffkd.utils.hub import resolve_model_path
+from diffkd.models.compression.teacher_configs import load_teacher_config
+from diffkd.utils.hub import ToyAssetNotBuiltError, resolve_model_path
 from diffkd.utils.profiling import PeakMemory, release_freed_memory
 
 TEXT_LEN = 77
@@ -109,8 +109,11 @@ def _weight_files(folder: str) -> Tuple[List[str], Optional[str]]:
 
 def _on_disk(source: str, subfolder: Optional[str]) -> Optional[str]:
     """The UNet folder of ``source`` if its weights are on disk (a local
-    folder, a toy asset or the hub cache), else None."""
-    path = resolve_model_path(source)
+    folder, a built toy asset or the hub cache), else None."""
+    try:
+        path = resolve_model_path(source)
+    except ToyAssetNotBuiltError:
+        return None  # its config is known without building it
     if not osp.isdir(path):
         try:
             from huggingface_hub import try_to_load_from_cache

@@ -14,7 +14,7 @@ from diffusers import UNet2DConditionModel
 from mmengine.config import Config, DictAction
 
 from diffkd.models.compression import build_compression
-from diffkd.models.compression.teacher_configs import unet_config_for
+from diffkd.apis.unet_config import unet_config_for
 
 
 def _count(module) -> int:

@@ -3,9 +3,10 @@
 Speed and memory do not depend on weight values, so a pipeline folder with
 the real architecture of every component (UNet from the shipped teacher
 configs, the VAE and CLIP text encoders below) and random weights measures
-what the real model costs, without a model hub. The tokenizer is the toy
-one: the real BPE vocabulary is not shipped, and a token id only picks an
-embedding row (prompts are padded to 77 tokens either way).
+what the real model costs, without a model hub. The tokenizer spells
+prompts letter by letter: the real BPE vocabulary is not shipped, and a
+token id only picks an embedding row (prompts are padded to 77 tokens
+either way).
 
 ``width_divisor`` narrows every channel count (UNet, VAE, text encoders,
 cross-attention and SDXL's added embeddings) by the same factor and keeps
@@ -22,7 +23,7 @@ from diffkd.models.compression.teacher_configs import (KNOWN_TEACHERS,
                                                        load_teacher_config)
 
 # Architecture facts of the published components (diffusers/transformers
-# config keys); token ids follow the toy tokenizer.
+# config keys); token ids follow diffkd.utils.tokenizer.
 _SD_VAE = dict(
     in_channels=3, out_channels=3, latent_channels=4,
     down_block_types=['DownEncoderBlock2D'] * 4,
@@ -118,12 +119,12 @@ def build_random_pipeline(name: str, seed: int = 0, width_divisor: int = 1):
                            StableDiffusionPipeline, StableDiffusionXLPipeline,
                            UNet2DConditionModel)
 
-    from diffkd.toy.tokenizer import build_toy_tokenizer
+    from diffkd.utils.tokenizer import build_word_tokenizer
     key = architecture_of(name)
     arch = ARCHITECTURES[key]
     unet_cfg = random_unet_config(key, width_divisor)
     torch.manual_seed(seed)
-    tokenizers = [build_toy_tokenizer() for _ in arch['text_encoders']]
+    tokenizers = [build_word_tokenizer() for _ in arch['text_encoders']]
     encoders: List = [
         _text_encoder(_narrow(te, _TEXT_WIDTHS, width_divisor),
                       projection=i == 1)
