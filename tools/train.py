@@ -94,20 +94,6 @@ def _mixed_precision(wrapper, amp: bool) -> None:
         wrapper.pop('loss_scale', None)
 
 
-def _cpu_teacher(model, wrapper) -> None:
-    """On a CPU, bf16 autocast stands in for fp16 AMP: an fp16 teacher
-    would meet its bf16 activations, which CPU kernels refuse (group norm:
-    "mixed dtype (CPU)"), so it runs in bf16 as well."""
-    teacher = model.get('teacher')
-    if (torch.cuda.is_available() or not isinstance(teacher, dict)
-            or wrapper.get('type') != 'AutocastOptimWrapper'
-            or teacher.get('dtype') != 'float16'):
-        return
-    print_log('no CUDA device: the float16 teacher runs in bfloat16 like '
-              'the autocast', logger='current', level=logging.WARNING)
-    teacher['dtype'] = 'bfloat16'
-
-
 def build_config(args) -> Config:
     cfg = load_run_config(args.config, args.work_dir, args.cfg_options,
                           args.launcher)
@@ -115,7 +101,6 @@ def build_config(args) -> Config:
     cfg.optim_wrapper.setdefault('constructor',
                                  'TrainableParamsOptimWrapperConstructor')
     _mixed_precision(cfg.optim_wrapper, args.amp)
-    _cpu_teacher(cfg.model, cfg.optim_wrapper)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

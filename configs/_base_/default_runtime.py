@@ -36,9 +36,7 @@ visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 # VAE and text encoders neither broadcast nor in gradient buckets. Named
 # with its scope: mmengine's Runner looks wrappers up outside default_scope.
 model_wrapper_cfg = dict(type='diffkd.DiffusionDDP')
-# The console line carries the loss and its terms; per-pair feature KD
-# values (kd_feat/*) go to vis_data/scalars.json and TensorBoard only.
-log_processor = dict(type='DiffusionLogProcessor', by_epoch=False)
+log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False

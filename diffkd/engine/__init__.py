@@ -1,6 +1,5 @@
 from . import distributed  # noqa: F401  (DDP/FSDP wrappers, strategy)
 from .hooks import *  # noqa: F401,F403
-from .log_processor import DiffusionLogProcessor
 from .loops import DiffusionTestLoop, DiffusionTrainLoop, RandomStateHook
 from .optim import (AutocastOptimWrapper,
                     TrainableParamsOptimWrapperConstructor)
@@ -9,8 +8,7 @@ from .runner import (CheckpointMismatchError, DiffusionFlexibleRunner,
 
 __all__ = [
     'AutocastOptimWrapper', 'CheckpointMismatchError',
-    'DiffusionFlexibleRunner', 'DiffusionLogProcessor', 'DiffusionRunner',
-    'DiffusionTestLoop', 'DiffusionTrainLoop', 'NoCheckpointError',
-    'RandomStateHook', 'TrainableParamsOptimWrapperConstructor',
-    'read_checkpoint'
+    'DiffusionFlexibleRunner', 'DiffusionRunner', 'DiffusionTestLoop',
+    'DiffusionTrainLoop', 'NoCheckpointError', 'RandomStateHook',
+    'TrainableParamsOptimWrapperConstructor', 'read_checkpoint'
 ]

@@ -6,11 +6,12 @@ from .runtime_info_hook import DeferredRuntimeInfoHook
 from .signal_hook import SignalCheckpointHook
 from .teacher_hook import TeacherScheduleHook
 from .test_outputs_hook import TestOutputsHook
-from .visualization_hook import VisualizationHook, make_grid, sample_grid
+from .visualization_hook import VisualizationHook, make_grid
 
 __all__ = [
     'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'NonFiniteLossHook',
     'SafeCheckpointHook', 'SignalCheckpointHook', 'TeacherScheduleHook',
     'TestOutputsHook', 'TrainableEMAHook', 'TrainableParameters',
-    'VisualizationHook', 'export_model', 'make_grid', 'sample_grid'
+    'VisualizationHook',
+    'export_model', 'make_grid'
 ]
