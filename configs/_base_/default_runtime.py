@@ -25,8 +25,9 @@ default_hooks = dict(
     random_state=dict(type='RandomStateHook'),
     # SIGTERM/SIGINT: checkpoint at the end of the iteration, exit 143/130.
     signal=dict(type='SignalCheckpointHook'),
-    # NaN/inf loss: the step is never applied; mode='stop' | 'skip' | 'off'.
-    nonfinite=dict(type='NonFiniteLossHook', mode='stop'),
+    # NaN/inf loss: reports the steps optim_wrapper.nonfinite ('stop' |
+    # 'skip' | 'off') kept out of the weights, and stops the run.
+    nonfinite=dict(type='NonFiniteLossHook'),
 )
 
 # Local images always; tools/train.py adds TensorBoard when it is installed.

@@ -1,14 +1,15 @@
 from . import distributed  # noqa: F401  (DDP/FSDP wrappers, strategy)
 from .hooks import *  # noqa: F401,F403
 from .loops import DiffusionTestLoop, DiffusionTrainLoop, RandomStateHook
-from .optim import (AutocastOptimWrapper,
+from .optim import (AutocastOptimWrapper, DiffusionOptimWrapper,
                     TrainableParamsOptimWrapperConstructor)
 from .runner import (CheckpointMismatchError, DiffusionFlexibleRunner,
                      DiffusionRunner, NoCheckpointError, read_checkpoint)
 
 __all__ = [
     'AutocastOptimWrapper', 'CheckpointMismatchError',
-    'DiffusionFlexibleRunner', 'DiffusionRunner', 'DiffusionTestLoop',
+    'DiffusionFlexibleRunner', 'DiffusionOptimWrapper', 'DiffusionRunner',
+    'DiffusionTestLoop',
     'DiffusionTrainLoop', 'NoCheckpointError', 'RandomStateHook',
     'TrainableParamsOptimWrapperConstructor', 'read_checkpoint'
 ]

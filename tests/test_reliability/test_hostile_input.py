@@ -114,7 +114,7 @@ UNKNOWN_PARTS = {
     'loop': (lambda r: r.build_train_loop(
         dict(type='IterBasedTrainLop', max_iters=1)),
              "loop type 'IterBasedTrainLop'", 'IterBasedTrainLoop'),
-    # mmengine's own constructor, and the one tools/train.py sets.
+    # mmengine's own constructor, and the one diffkd's schedules name.
     'optimizer': (lambda r: r.build_optim_wrapper(
         dict(optimizer=dict(type='AdamWW', lr=1e-4))),
                   "optimizer type 'AdamWW'", 'AdamW'),

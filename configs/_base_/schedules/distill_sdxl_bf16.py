@@ -2,9 +2,13 @@
 # weights; the teacher itself runs in bf16 without grad).
 # Includes the default runtime, so it can override its hooks.
 _base_ = ['../default_runtime.py']
+# DiffusionOptimWrapper: bf16 autocast on a GPU or a CPU (float16 gets
+# loss scaling on a GPU); a NaN/inf loss stops the run ('skip' goes on).
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='DiffusionOptimWrapper',
+    constructor='TrainableParamsOptimWrapperConstructor',
     dtype='bfloat16',
+    nonfinite='stop',
     optimizer=dict(type='AdamW', lr=1e-5, weight_decay=1e-2, fused=True),
     clip_grad=dict(max_norm=1.0))
 train_cfg = dict(type='DiffusionTrainLoop', max_iters=100000)

@@ -3,7 +3,10 @@
 _base_ = ['../default_runtime.py']
 max_iters = 700
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='DiffusionOptimWrapper',
+    constructor='TrainableParamsOptimWrapperConstructor',
+    dtype=None,
+    nonfinite='stop',
     optimizer=dict(type='AdamW', lr=1.5e-3, weight_decay=0.0, fused=True),
     clip_grad=dict(max_norm=1.0))
 train_cfg = dict(type='DiffusionTrainLoop', max_iters=max_iters)
