@@ -22,6 +22,8 @@ default_hooks = dict(
         type='SafeCheckpointHook', interval=1000, by_epoch=False,
         max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Random generators: in checkpoints, restored exactly on resume (after
+    # mmengine's dataloader fast-forward), per rank, untouched by validation.
     random_state=dict(type='RandomStateHook'),
     # SIGTERM/SIGINT: checkpoint at the end of the iteration, exit 143/130.
     signal=dict(type='SignalCheckpointHook'),
@@ -41,7 +43,7 @@ log_level = 'INFO'
 load_from = None
 resume = False
 # Several processes: rank r > 0 reseeds with seed + r before the first
-# iteration (diffkd/engine/loops.py), so ranks draw different noise while a
+# iteration (RandomStateHook), so ranks draw different noise while a
 # single process is unchanged; mmengine's diff_rank_seed stays off (it would
 # also reseed the data sampler).
 randomness = dict(seed=42)

@@ -1,6 +1,6 @@
 from . import distributed  # noqa: F401  (DDP/FSDP wrappers, strategy)
 from .hooks import *  # noqa: F401,F403
-from .loops import DiffusionTestLoop, DiffusionTrainLoop, RandomStateHook
+from .loops import DiffusionTestLoop
 from .optim import (AutocastOptimWrapper, DiffusionOptimWrapper,
                     TrainableParamsOptimWrapperConstructor)
 from .runner import (CheckpointMismatchError, DiffusionFlexibleRunner,
@@ -9,7 +9,6 @@ from .runner import (CheckpointMismatchError, DiffusionFlexibleRunner,
 __all__ = [
     'AutocastOptimWrapper', 'CheckpointMismatchError',
     'DiffusionFlexibleRunner', 'DiffusionOptimWrapper', 'DiffusionRunner',
-    'DiffusionTestLoop',
-    'DiffusionTrainLoop', 'NoCheckpointError', 'RandomStateHook',
+    'DiffusionTestLoop', 'NoCheckpointError', 'RandomStateHook',
     'TrainableParamsOptimWrapperConstructor', 'read_checkpoint'
 ]

@@ -192,18 +192,34 @@ def test_deepspeed_configs_build_their_strategy(stage, monkeypatch):
 
 
 def test_resume_gives_each_rank_its_own_random_state(monkeypatch):
-    from diffkd.engine import loops
-    hook = loops.RandomStateHook()
+    from diffkd.engine.hooks import random_state_hook as module
+    restored = []
+    monkeypatch.setattr(module, 'set_random_state', restored.append)
+    monkeypatch.setattr(module, 'seed_all', lambda s: restored.append(s))
     ranks = [dict(rank=0), dict(rank=1)]
     checkpoint = dict(random_state=ranks[0], random_state_ranks=ranks)
-    runner = types.SimpleNamespace()
-    monkeypatch.setattr(loops, 'get_dist_info', lambda: (1, 2))
-    hook.after_load_checkpoint(runner, checkpoint)
-    assert runner.diffkd_pending_random_state == dict(rank=1)
-    # Another number of processes: rank 0 continues, the others reseed.
-    monkeypatch.setattr(loops, 'get_dist_info', lambda: (2, 3))
-    hook.after_load_checkpoint(runner, checkpoint)
-    assert runner.diffkd_pending_random_state is None
-    monkeypatch.setattr(loops, 'get_dist_info', lambda: (0, 3))
-    hook.after_load_checkpoint(runner, checkpoint)
-    assert runner.diffkd_pending_random_state == dict(rank=0)
+
+    def first_iteration(rank, world, skip=3):
+        """What the hook does after mmengine's fast-forward of ``skip``
+        batches, before the next batch is drawn."""
+        restored.clear()
+        monkeypatch.setattr(module, 'get_dist_info', lambda: (rank, world))
+        hook = module.RandomStateHook()
+        hook.after_load_checkpoint(None, checkpoint)
+        loop = types.SimpleNamespace(dataloader_iterator=iter(range(10)))
+        runner = types.SimpleNamespace(train_loop=loop, iter=skip, seed=42)
+        hook.before_train(runner)
+        for _ in range(skip):  # mmengine's fast-forward
+            next(loop.dataloader_iterator)
+        assert not restored, 'restored before the fast-forward ended'
+        assert next(loop.dataloader_iterator) == skip
+        assert isinstance(loop.dataloader_iterator, type(iter(range(0))))
+        return restored
+
+    assert first_iteration(1, 2) == [dict(rank=1)]
+    assert first_iteration(0, 2) == [dict(rank=0)]
+    # Another number of processes: rank 0 continues, the others reseed
+    # with a stream of their own.
+    assert first_iteration(0, 3) == [dict(rank=0)]
+    reseeded = first_iteration(2, 3)
+    assert reseeded == [hash((42, 2, 3))]

@@ -11,7 +11,7 @@ optim_wrapper = dict(
     nonfinite='stop',
     optimizer=dict(type='AdamW', lr=1e-5, weight_decay=1e-2, fused=True),
     clip_grad=dict(max_norm=1.0))
-train_cfg = dict(type='DiffusionTrainLoop', max_iters=100000)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=100000)
 param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
 default_hooks = dict(checkpoint=dict(interval=5000, max_keep_ckpts=3))
 custom_hooks = [
