@@ -14,7 +14,9 @@ default_hooks = dict(
     # Loss scalars reach the host once per log interval, not every step.
     runtime_info=dict(type='DeferredRuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=10),
+    # Validation scalars at the iteration they were taken (mmengine's
+    # default files them under the epoch, always 0 in iteration-based runs).
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # CheckpointHook that writes atomically and removes old checkpoints
     # only once the new one is safe (docs/reliability.md).
@@ -38,7 +40,12 @@ visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 # Used by distributed runs only: DDP over trainable weights, frozen teacher,
 # VAE and text encoders neither broadcast nor in gradient buckets.
 model_wrapper_cfg = dict(type='DiffusionDDP')
-log_processor = dict(by_epoch=False)
+# Losses are logged as means over the last 10 iterations (mmengine's
+# smoothing), but held-out losses (val/...) as each validation's own value:
+# averaged, they would mix up to 10 validations.
+log_processor = dict(
+    by_epoch=False,
+    mean_pattern=r'^(?!val/).*(loss|time|data_time|grad_norm).*')
 log_level = 'INFO'
 load_from = None
 resume = False

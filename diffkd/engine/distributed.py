@@ -156,6 +156,20 @@ if _MMFSDP is not None:
             super().__init__(module=module, device_id=device_id, **kwargs)
             self.diffkd_state_layout = layout
 
+        def val_step(self, data: dict) -> list:
+            # A model's held-out loss (HeldOutLossStep) run through FSDP's
+            # forward, which gathers the shards; mmengine's val_step would
+            # sample (mode='predict').
+            module = self.module
+            if not hasattr(module, 'held_out_inputs'):
+                return super().val_step(data)
+            data = module.data_preprocessor(data, False)
+            inputs = module.held_out_inputs(data)
+            losses = self._run_forward(
+                dict(inputs=inputs, data_samples=data.get('data_samples')),
+                mode='loss')
+            return module.held_out_outputs(losses, inputs)
+
     from mmengine._strategy import FSDPStrategy
 
     @STRATEGIES.register_module()

@@ -26,7 +26,8 @@ from ..diffusion.loading import load_component
 from ..diffusion.speed import configure_unet, eager
 from ..diffusion.stable_diffusion import (DetachedLogVars,
                                          FrozenChildrenStayInEval,
-                                         FrozenWeightsOutOfCheckpoints)
+                                         FrozenWeightsOutOfCheckpoints,
+                                         HeldOutLossStep)
 from .recorder import FeatureRecorder, expand_patterns
 
 STUDENT_INITS = ('teacher', 'pretrained', 'random')
@@ -46,8 +47,9 @@ def _dtype(name: Optional[str]):
 
 
 @MODELS.register_module()
-class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
-                         FrozenWeightsOutOfCheckpoints, BaseModel):
+class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
+                         DetachedLogVars, FrozenWeightsOutOfCheckpoints,
+                         BaseModel):
     """Distil a teacher UNet into a (compressed) student UNet.
 
     Args:
