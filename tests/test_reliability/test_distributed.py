@@ -14,6 +14,7 @@ rounding. The final UNets are compared as
 (over all weights): measured ~1e-4, tolerance 1e-3. A run without gradient
 averaging (one rank's half batch) measures rel ~0.7.
 """
+import glob
 import json
 import os.path as osp
 import types
@@ -67,6 +68,16 @@ def relative_difference(work, reference):
     return float((diff / moved)**0.5)
 
 
+def final_val_loss(work):
+    """The held-out losses of the run's last validation (at its end)."""
+    path = sorted(glob.glob(osp.join(work, '*', 'vis_data',
+                                     'scalars.json')))[-1]
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    return {k: v for k, v in [r for r in rows if 'val/loss' in r][-1].items()
+            if k.startswith('val/')}
+
+
 def probe(work, rank):
     with open(osp.join(work, f'probe_rank{rank}.json')) as f:
         return json.load(f)
@@ -90,6 +101,10 @@ def test_ddp_two_processes_match_one_process(one_process, tmp_path):
     assert res.returncode == 0, tail(res)
     rel = relative_difference(str(work), reference)
     assert rel < TOLERANCE, f'DDP vs one process: rel {rel:.2e}'
+    # The held-out loss is per sample: each rank validates half the set,
+    # and together they find what one process finds.
+    assert final_val_loss(work) == pytest.approx(final_val_loss(reference),
+                                                 rel=1e-4)
 
     ranks = [probe(work, r) for r in (0, 1)]
     single = probe(reference, 0)
@@ -133,6 +148,9 @@ def test_fsdp_two_processes_match_one_process(one_process, tmp_path):
         res.stdout + res.stderr
     rel = relative_difference(str(work), reference)
     assert rel < TOLERANCE, f'FSDP vs one process: rel {rel:.2e}'
+    # validated through FSDP's forward (the shards gathered)
+    assert final_val_loss(work) == pytest.approx(final_val_loss(reference),
+                                                 rel=1e-4)
 
     ranks = [probe(work, r) for r in (0, 1)]
     single = probe(reference, 0)
