@@ -9,7 +9,8 @@ from mmengine.config import Config
 
 import diffkd.datasets  # noqa: F401  (registers datasets and collates)
 import diffkd.models  # noqa: F401
-from diffkd.registry import DATASETS, FUNCTIONS, MODELS
+import diffkd.engine  # noqa: F401  (registers loops)
+from diffkd.registry import DATASETS, FUNCTIONS, LOOPS, MODELS
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                       'configs')
@@ -66,6 +67,26 @@ def test_config_transforms_and_hooks_build(path):
             Compose(pipeline)
         for hook in cfg.get('custom_hooks', []):
             HOOKS.build(hook)
+
+
+@pytest.mark.parametrize(
+    'path', CONFIGS, ids=[osp.relpath(p, CONFIG_DIR) for p in CONFIGS])
+def test_config_names_its_optimizer_step_and_loops(path):
+    """The optimizer step is the config's (DiffusionOptimWrapper: precision,
+    clipping, non-finite losses; only trainable parameters), so
+    tools/train.py has nothing to add; loops are registered ones."""
+    cfg = Config.fromfile(path)
+    wrapper = cfg.optim_wrapper
+    if wrapper.type != 'DeepSpeedOptimWrapper':  # DeepSpeed steps itself
+        assert wrapper.type == 'DiffusionOptimWrapper', wrapper.type
+        assert wrapper.constructor == \
+            'TrainableParamsOptimWrapperConstructor'
+    for key in ('train_cfg', 'val_cfg', 'test_cfg'):
+        loop = (cfg.get(key) or {}).get('type')
+        assert loop is None or LOOPS.get(loop) is not None, (key, loop)
+    if cfg.get('val_dataloader') is not None:
+        assert cfg.val_evaluator.type == 'HeldOutLoss'
+        assert cfg.train_cfg.val_interval > 0
 
 
 DISTILL = [p for p in CONFIGS

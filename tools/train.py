@@ -6,6 +6,8 @@ tools/train.py CONFIG --launcher pytorch`` (tools/dist_train.sh) and of
 config's ``runner_type``: ``DiffusionRunner`` (configs/_base_/
 default_runtime.py), or ``DiffusionFlexibleRunner`` with a ``strategy``
 (FSDP, DeepSpeed); both read checkpoints as data (diffkd/engine/runner.py).
+This tool only maps its flags to config keys: ``RUNNERS.build(cfg)`` of the
+same config trains the same.
 
 Exit status: 0 when training finished; 143 / 130 when stopped by SIGTERM /
 SIGINT after writing a resumable checkpoint; 1 on any error (the message is
@@ -13,14 +15,11 @@ printed last). See docs/reliability.md.
 """
 import argparse
 import contextlib
-import logging
 import os
 import sys
 import traceback
 
-import torch
 from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from diffkd.apis import check_config
@@ -29,6 +28,9 @@ from diffkd.engine.distributed import init_distributed
 from diffkd.engine.errors import RunStopped
 from diffkd.engine.hooks import SignalCheckpointHook
 from diffkd.registry import RUNNERS
+
+# optimizer wrappers whose precision --amp sets (diffkd/engine/optim.py)
+AMP_WRAPPERS = ('DiffusionOptimWrapper', 'AutocastOptimWrapper')
 
 
 def parse_args(argv=None):
@@ -45,8 +47,9 @@ def parse_args(argv=None):
         'the work dir when no path is given')
     parser.add_argument(
         '--amp', action='store_true',
-        help='mixed precision: AmpOptimWrapper on GPU (bf16 where supported, '
-        'else fp16), bf16 autocast on CPU')
+        help="mixed precision, optim_wrapper.dtype='auto': bf16 autocast "
+        'where the device has bf16 (a CPU, a recent GPU), else fp16 with '
+        'loss scaling; a config that sets a dtype keeps it')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -64,43 +67,16 @@ def parse_args(argv=None):
     return args
 
 
-def _mixed_precision(wrapper, amp: bool) -> None:
-    """``--amp``, and a mixed-precision config on a machine without CUDA.
-
-    mmengine's AmpOptimWrapper refuses CPUs; bf16 needs no loss scaler,
-    so bf16 autocast (AutocastOptimWrapper) stands in for it there. A
-    config set to the plain OptimWrapper (e.g. ``--cfg-options
-    optim_wrapper.type=OptimWrapper``) trains in fp32: its AMP keys go.
-    """
-    cuda = torch.cuda.is_available()
-    if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
-        if not amp:
-            for key in ('dtype', 'loss_scale'):
-                wrapper.pop(key, None)
-            return
-        wrapper.type = 'AmpOptimWrapper'
-        if cuda:
-            bf16 = torch.cuda.is_bf16_supported()
-            wrapper.setdefault('dtype', 'bfloat16' if bf16 else 'float16')
-            wrapper.setdefault('loss_scale', 'dynamic')
-    elif wrapper.type == 'AmpOptimWrapper' and not cuda:
-        print_log(
-            'no CUDA device: AmpOptimWrapper '
-            f'({wrapper.get("dtype", "float16")}) replaced by bf16 autocast '
-            '(AutocastOptimWrapper)', logger='current', level=logging.WARNING)
-    if wrapper.type == 'AmpOptimWrapper' and not cuda:
-        wrapper.type = 'AutocastOptimWrapper'
-        wrapper.dtype = 'bfloat16'
-        wrapper.pop('loss_scale', None)
-
-
 def build_config(args) -> Config:
     cfg = load_run_config(args.config, args.work_dir, args.cfg_options,
                           args.launcher)
-    # Only trainable parameters go to the optimizer (never a frozen teacher).
-    cfg.optim_wrapper.setdefault('constructor',
-                                 'TrainableParamsOptimWrapperConstructor')
-    _mixed_precision(cfg.optim_wrapper, args.amp)
+    if args.amp and cfg.optim_wrapper.get('dtype') is None:
+        wrapper = cfg.optim_wrapper.get('type')
+        if wrapper not in AMP_WRAPPERS:
+            sys.exit(f'error: --amp sets optim_wrapper.dtype of a '
+                     f'DiffusionOptimWrapper; {args.config} uses {wrapper}, '
+                     'whose precision is set in the config itself')
+        cfg.optim_wrapper.dtype = 'auto'
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -14,7 +14,9 @@ default_hooks = dict(
     # Loss scalars reach the host once per log interval, not every step.
     runtime_info=dict(type='DeferredRuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=10),
+    # Validation scalars at the iteration they were taken (mmengine's
+    # default files them under the epoch, always 0 in iteration-based runs).
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # CheckpointHook that writes atomically and removes old checkpoints
     # only once the new one is safe (docs/reliability.md).
@@ -22,11 +24,14 @@ default_hooks = dict(
         type='SafeCheckpointHook', interval=1000, by_epoch=False,
         max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Random generators: in checkpoints, restored exactly on resume (after
+    # mmengine's dataloader fast-forward), per rank, untouched by validation.
     random_state=dict(type='RandomStateHook'),
     # SIGTERM/SIGINT: checkpoint at the end of the iteration, exit 143/130.
     signal=dict(type='SignalCheckpointHook'),
-    # NaN/inf loss: the step is never applied; mode='stop' | 'skip' | 'off'.
-    nonfinite=dict(type='NonFiniteLossHook', mode='stop'),
+    # NaN/inf loss: reports the steps optim_wrapper.nonfinite ('stop' |
+    # 'skip' | 'off') kept out of the weights, and stops the run.
+    nonfinite=dict(type='NonFiniteLossHook'),
 )
 
 # Local images always; tools/train.py adds TensorBoard when it is installed.
@@ -36,12 +41,17 @@ visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 # VAE and text encoders neither broadcast nor in gradient buckets. Named
 # with its scope: mmengine's Runner looks wrappers up outside default_scope.
 model_wrapper_cfg = dict(type='diffkd.DiffusionDDP')
-log_processor = dict(by_epoch=False)
+# Losses are logged as means over the last 10 iterations (mmengine's
+# smoothing), but held-out losses (val/...) as each validation's own value:
+# averaged, they would mix up to 10 validations.
+log_processor = dict(
+    by_epoch=False,
+    mean_pattern=r'^(?!val/).*(loss|time|data_time|grad_norm).*')
 log_level = 'INFO'
 load_from = None
 resume = False
 # Several processes: rank r > 0 reseeds with seed + r before the first
-# iteration (diffkd/engine/loops.py), so ranks draw different noise while a
+# iteration (RandomStateHook), so ranks draw different noise while a
 # single process is unchanged; mmengine's diff_rank_seed stays off (it would
 # also reseed the data sampler).
 randomness = dict(seed=42)

@@ -20,7 +20,6 @@ train_dataloader = dict(
     batch_size=8,
     dataset=dict(dataset='data/portraits', pipeline=train_pipeline))
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
     dtype='float16',
     accumulative_counts=4,
     optimizer=dict(lr=1e-4))

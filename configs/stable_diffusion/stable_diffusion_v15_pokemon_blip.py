@@ -5,7 +5,7 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 model = dict(loss=dict(type='SNRL2Loss', snr_gamma=5.0))
-optim_wrapper = dict(type='AmpOptimWrapper', dtype='float16')
+optim_wrapper = dict(dtype='float16')
 custom_hooks = [
     dict(
         type='VisualizationHook',

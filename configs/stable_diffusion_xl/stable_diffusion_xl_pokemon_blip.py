@@ -5,7 +5,7 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 # bf16 keeps the UNet's activations in range; the VAE always encodes in fp32.
-optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')
+optim_wrapper = dict(dtype='bfloat16')
 custom_hooks = [
     dict(
         type='VisualizationHook',

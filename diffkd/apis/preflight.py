@@ -429,12 +429,18 @@ def _forwarded(init, var: str) -> Optional[List[str]]:
 
 
 def _is_super_init(call) -> bool:
-    return (isinstance(call, ast.Call)
+    """``super().__init__(...)`` or a base named explicitly,
+    ``Base.__init__(self, ...)`` (both reach a class up the MRO)."""
+    if not (isinstance(call, ast.Call)
             and isinstance(call.func, ast.Attribute)
-            and call.func.attr == '__init__'
-            and isinstance(call.func.value, ast.Call)
-            and isinstance(call.func.value.func, ast.Name)
-            and call.func.value.func.id == 'super')
+            and call.func.attr == '__init__'):
+        return False
+    owner = call.func.value
+    if isinstance(owner, ast.Call):
+        return isinstance(owner.func, ast.Name) and owner.func.id == 'super'
+    return (isinstance(owner, ast.Name) and bool(call.args)
+            and isinstance(call.args[0], ast.Name)
+            and call.args[0].id == 'self')
 
 
 def _literal_key(node, up, parent) -> Optional[str]:

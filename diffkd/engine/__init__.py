@@ -1,14 +1,14 @@
 from . import distributed  # noqa: F401  (DDP/FSDP wrappers, strategy)
 from .hooks import *  # noqa: F401,F403
-from .loops import DiffusionTestLoop, DiffusionTrainLoop, RandomStateHook
-from .optim import (AutocastOptimWrapper,
+from .loops import DiffusionTestLoop
+from .optim import (AutocastOptimWrapper, DiffusionOptimWrapper,
                     TrainableParamsOptimWrapperConstructor)
 from .runner import (CheckpointMismatchError, DiffusionFlexibleRunner,
                      DiffusionRunner, NoCheckpointError, read_checkpoint)
 
 __all__ = [
     'AutocastOptimWrapper', 'CheckpointMismatchError',
-    'DiffusionFlexibleRunner', 'DiffusionRunner', 'DiffusionTestLoop',
-    'DiffusionTrainLoop', 'NoCheckpointError', 'RandomStateHook',
+    'DiffusionFlexibleRunner', 'DiffusionOptimWrapper', 'DiffusionRunner',
+    'DiffusionTestLoop', 'NoCheckpointError', 'RandomStateHook',
     'TrainableParamsOptimWrapperConstructor', 'read_checkpoint'
 ]

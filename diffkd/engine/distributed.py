@@ -13,7 +13,6 @@
   parameter with trainable weights.
 """
 from contextlib import contextmanager
-from functools import partial
 from typing import List, Tuple
 from unittest import mock
 
@@ -172,19 +171,27 @@ if _MMFSDP is not None:
             super().__init__(module=module, device_id=device_id, **kwargs)
             self.diffkd_state_layout = layout
 
-    from mmengine._strategy import FSDPStrategy
+        def val_step(self, data: dict) -> list:
+            # A model's held-out loss (HeldOutLossStep) run through FSDP's
+            # forward, which gathers the shards; mmengine's val_step would
+            # sample (mode='predict').
+            module = self.module
+            if not hasattr(module, 'held_out_inputs'):
+                return super().val_step(data)
+            data = module.data_preprocessor(data, False)
+            inputs = module.held_out_inputs(data)
+            losses = self._run_forward(
+                dict(inputs=inputs, data_samples=data.get('data_samples')),
+                mode='loss')
+            return module.held_out_outputs(losses, inputs)
 
-    def _fsdp_clip_grad_norm(model, params, max_norm, norm_type=2.0,
-                             **kwargs):
-        # The norm over all shards (torch.nn.utils.clip_grad_norm_ would
-        # see only this rank's shard and clip each rank differently).
-        return model.clip_grad_norm_(max_norm, norm_type)
+    from mmengine._strategy import FSDPStrategy
 
     @STRATEGIES.register_module()
     class DiffusionFSDPStrategy(FSDPStrategy):
         """mmengine's ``FSDPStrategy`` with :class:`DiffusionFSDP` as the
-        default wrapper, gradient clipping over the whole (sharded) model
-        and a resume that works with torch >= 2.1."""
+        default wrapper and a resume that works with torch >= 2.1. The
+        gradient norm over all shards is DiffusionOptimWrapper's own."""
 
         def __init__(self, *, model_wrapper=None, **kwargs):
             model_wrapper = dict(model_wrapper or {})
@@ -201,12 +208,9 @@ if _MMFSDP is not None:
             self.optim_wrapper.load_state_dict(state_dict)
 
         def build_optim_wrapper(self, optim_wrapper, model=None):
-            wrapper = super().build_optim_wrapper(optim_wrapper, model)
-            clip = getattr(wrapper, 'clip_func', None)
-            norm = torch.nn.utils.clip_grad_norm_
-            fsdp_clip = partial(_fsdp_clip_grad_norm, model)
-            if clip is norm:
-                wrapper.clip_func = fsdp_clip
-            elif getattr(clip, 'clip_func', None) is norm:  # DeferredGradNorm
-                clip.clip_func = fsdp_clip
-            return wrapper
+            # As FSDPStrategy does for AmpOptimWrapper: a sharded loss
+            # scaler when float16 scales the loss.
+            if isinstance(optim_wrapper, dict) and optim_wrapper.get(
+                    'type') == 'DiffusionOptimWrapper':
+                optim_wrapper.setdefault('use_fsdp', True)
+            return super().build_optim_wrapper(optim_wrapper, model)

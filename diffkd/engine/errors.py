@@ -30,7 +30,7 @@ class TrainingInterrupted(RunStopped):
 
 
 class NonFiniteLossError(RunStopped):
-    """A loss was NaN or infinite (``NonFiniteLossHook(mode='stop')``)."""
+    """A loss was NaN or infinite (``optim_wrapper.nonfinite='stop'``)."""
 
 
 class CheckpointWriteError(RunStopped):

@@ -1,12 +1,29 @@
-"""Optimizer construction: only parameters that train reach the optimizer
-(a frozen teacher, VAE or text encoder never does); mixed precision on
-any device."""
-from contextlib import contextmanager
+"""The optimizer step, in one place.
+
+:class:`TrainableParamsOptimWrapperConstructor` decides what trains (only
+parameters with ``requires_grad``: a frozen teacher, VAE or text encoder
+never reaches the optimizer); :class:`DiffusionOptimWrapper` takes the
+step: mixed precision, the gradient norm and what a non-finite loss does.
+Both are named by the configs (``configs/_base_/schedules/``), so
+``tools/train.py`` and ``DiffusionRunner.from_cfg(cfg)`` train the same.
+"""
+import logging
+from contextlib import contextmanager, nullcontext
+from typing import Optional, Tuple
 
 import torch
-from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+import torch.distributed as torch_dist
+from mmengine.dist import get_dist_info
+from mmengine.logging import print_log
+from mmengine.optim import (AmpOptimWrapper, DefaultOptimWrapperConstructor,
+                            OptimWrapper)
+from mmengine.runner.amp import autocast
 
 from diffkd.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
+from .distributed import is_fsdp
+
+DTYPES = (None, 'float32', 'bfloat16', 'float16', 'auto')
+NONFINITE_MODES = ('stop', 'skip', 'off')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -26,49 +43,221 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError('the model has no trainable parameters')
         optimizer_cfg['params'] = params
         optimizer = OPTIMIZERS.build(optimizer_cfg)
-        wrapper = OPTIM_WRAPPERS.build(
+        return OPTIM_WRAPPERS.build(
             optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
-        if getattr(wrapper, 'clip_func', None) is not None and \
-                wrapper.clip_grad_kwargs.get('type', 'norm') == 'norm':
-            wrapper.clip_func = DeferredGradNorm(wrapper.clip_func)
-        return wrapper
 
 
-class DeferredGradNorm:
-    """``clip_grad_norm_`` that keeps the norm on the device.
-
-    mmengine's OptimWrapper logs the norm with ``float()`` every step (a
-    host sync); returning None skips that, and
-    :class:`~diffkd.engine.hooks.DeferredRuntimeInfoHook` logs ``last``
-    with the other scalars.
-    """
-
-    def __init__(self, clip_func):
-        self.clip_func = clip_func
-        self.last = None
-
-    def __call__(self, *args, **kwargs):
-        self.last = self.clip_func(*args, **kwargs)
-        return None
+def mixed_precision(dtype: Optional[str],
+                    device: str) -> Tuple[Optional[torch.dtype], bool]:
+    """(autocast dtype or None, loss scaling) that ``dtype`` means on a
+    ``device`` type ('cpu', 'cuda'); see :class:`DiffusionOptimWrapper`."""
+    if dtype not in DTYPES:
+        raise ValueError(f'optim_wrapper.dtype must be one of {DTYPES}, got '
+                         f'{dtype!r}')
+    if dtype in (None, 'float32'):
+        return None, False
+    cuda = device == 'cuda'
+    if dtype == 'auto':
+        dtype = 'bfloat16' if not cuda or torch.cuda.is_bf16_supported() \
+            else 'float16'
+    if dtype == 'float16' and not cuda:
+        print_log(
+            f'no CUDA device: float16 mixed precision runs as bfloat16 '
+            f'autocast on the {device} (float16 needs a GPU and its loss '
+            'scaling)', logger='current', level=logging.WARNING)
+        dtype = 'bfloat16'
+    return getattr(torch, dtype), dtype == 'float16'
 
 
 @OPTIM_WRAPPERS.register_module()
-class AutocastOptimWrapper(OptimWrapper):
-    """bf16 autocast without loss scaling, on any device.
+class DiffusionOptimWrapper(AmpOptimWrapper):
+    """The optimizer wrapper of every diffkd config: mmengine's
+    ``OptimWrapper`` (and, for float16 on a GPU, its ``AmpOptimWrapper``
+    loss scaling) owning the whole step.
 
-    mmengine's AmpOptimWrapper refuses CPUs; bf16 needs no loss scaler, so
-    autocast around the forward is all mixed precision takes there.
+    Args:
+        dtype: mixed precision. ``None`` (or ``'float32'``): none.
+            ``'bfloat16'``: autocast, no loss scaling, on a GPU or a CPU.
+            ``'float16'``: on a GPU autocast with ``AmpOptimWrapper``'s loss
+            scaling; without CUDA bfloat16 autocast (a warning says so:
+            mmengine's ``AmpOptimWrapper`` refuses CPUs, and CPUs have no
+            fast float16). ``'auto'`` (``tools/train.py --amp``): bfloat16
+            where the device has it, else float16.
+        loss_scale: ``AmpOptimWrapper``'s (float16 on a GPU only).
+        nonfinite: what a NaN/inf loss does. ``'stop'``: the step is not
+            applied and the run stops (``NonFiniteLossHook`` raises at its
+            next check); ``'skip'``: the step is not applied and training
+            goes on; ``'off'``: no check.
+        max_skipped: with ``'skip'``, stop once more steps than this were
+            skipped (None: no limit).
+        use_fsdp: ``AmpOptimWrapper``'s (a sharded loss scaler; set by
+            ``DiffusionFSDPStrategy``). Under FSDP the gradient norm is
+            FSDP's, over all shards.
+        **kwargs: ``OptimWrapper``'s (``optimizer``, ``clip_grad``,
+            ``accumulative_counts``).
+
+    The non-finite test runs on the device: with an optimizer that takes
+    ``found_inf`` (fused Adam/AdamW/SGD) the step is skipped there, with no
+    host sync; otherwise (or with loss scaling) the flag is read on the
+    host before the step. Across processes the flag is all-reduced, so
+    every rank skips the same steps.
+
+    Hooks read, after each iteration, these attributes of the last
+    ``update_params`` (one per iteration in mmengine's ``train_step``):
+
+    * ``grad_norm``: the clipped step's gradient norm, a tensor left on the
+      device (mmengine's wrapper logs it with ``float()``, a host sync per
+      step); None when no step clipped. ``DeferredRuntimeInfoHook`` logs
+      it with the other scalars, once per log interval.
+    * ``nonfinite_local`` / ``nonfinite_any``: device tensors, whether this
+      process's / any process's loss was non-finite (None with ``'off'``).
+    * ``nonfinite_synced``: the step read the flag on the host.
+
+    and ``nonfinite``, ``max_skipped``, ``cast_dtype`` (the autocast dtype
+    or None) and ``loss_scaler`` (None without loss scaling).
     """
 
-    def __init__(self, dtype: str = 'bfloat16', **kwargs):
-        super().__init__(**kwargs)
-        if dtype not in ('bfloat16', 'float16'):
-            raise ValueError(f'dtype must be bfloat16 or float16, got {dtype}')
-        self.cast_dtype = getattr(torch, dtype)
+    def __init__(self,
+                 optimizer: torch.optim.Optimizer,
+                 dtype: Optional[str] = None,
+                 loss_scale='dynamic',
+                 nonfinite: str = 'stop',
+                 max_skipped: Optional[int] = None,
+                 use_fsdp: bool = False,
+                 **kwargs):
+        if nonfinite not in NONFINITE_MODES:
+            raise ValueError(f'optim_wrapper.nonfinite must be one of '
+                             f'{NONFINITE_MODES}, got {nonfinite!r}')
+        device = next(p.device.type for g in optimizer.param_groups
+                      for p in g['params'])
+        cast_dtype, scaled = mixed_precision(dtype, device)
+        if scaled:
+            super().__init__(loss_scale=loss_scale, dtype=cast_dtype,
+                             use_fsdp=use_fsdp, optimizer=optimizer,
+                             **kwargs)
+        else:
+            # AmpOptimWrapper's own set-up refuses a machine without a GPU
+            # and builds a loss scaler, which bfloat16 does not need.
+            OptimWrapper.__init__(self, optimizer=optimizer, **kwargs)
+            self.loss_scaler = None
+            self._scale_update_param = None
+            self.cast_dtype = cast_dtype
+        self.device_type = device
+        self.nonfinite = nonfinite
+        self.max_skipped = max_skipped
+        # GradScaler decides on found_inf itself: the flag is read on the
+        # host then.
+        self.nonfinite_on_device = bool(
+            getattr(optimizer, '_step_supports_amp_scaling', False)
+            and self.loss_scaler is None)
+        self.grad_norm: Optional[torch.Tensor] = None
+        self.nonfinite_local: Optional[torch.Tensor] = None
+        self.nonfinite_any: Optional[torch.Tensor] = None
+        self.nonfinite_synced = False
+        self._flag: Optional[torch.Tensor] = None  # since the last step
+        self._model = None
+        precision = ('fp32' if cast_dtype is None else
+                     f'{str(cast_dtype)[6:]} autocast' +
+                     (' with loss scaling' if scaled else ''))
+        print_log(f'{type(self).__name__}: {precision} on {device}, '
+                  f'non-finite losses: {nonfinite}', logger='current')
+
+    # --------------------------------------------------------------- step
+    def update_params(self, loss: torch.Tensor, step_kwargs=None,
+                      zero_kwargs=None) -> None:
+        self.grad_norm = None
+        self.nonfinite_synced = False
+        if self.nonfinite != 'off':
+            local = ~torch.isfinite(loss.detach()).all()
+            flag = local.float().reshape(1)
+            if get_dist_info()[1] > 1:
+                torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
+            self.nonfinite_local, self.nonfinite_any = local, flag[0]
+            self._flag = flag if self._flag is None else torch.maximum(
+                self._flag, flag)
+        super().update_params(loss, step_kwargs, zero_kwargs)
+
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        if self.loss_scaler is None:
+            OptimWrapper.backward(self, loss, **kwargs)
+        else:
+            super().backward(loss, **kwargs)
+
+    def step(self, **kwargs) -> None:
+        flag, self._flag = self._flag, None
+        scaler = self.loss_scaler
+        unscaled = False
+        if self.clip_grad_kwargs:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)
+                unscaled = True
+            self._clip_grad()
+        if flag is not None and not self.nonfinite_on_device:
+            self.nonfinite_synced = True
+            if flag.item():
+                if scaler is not None:  # an overflow: the scale shrinks
+                    if not unscaled:
+                        scaler.unscale_(self.optimizer)
+                    scaler.update(self._scale_update_param)
+                return  # update_params goes on to zero the gradients
+            flag = None
+        if scaler is not None:
+            scaler.step(self.optimizer, **kwargs)
+            scaler.update(self._scale_update_param)
+        elif flag is not None:
+            # Fused optimizers skip the update on the device.
+            self.optimizer.found_inf = flag.reshape(())
+            try:
+                self.optimizer.step(**kwargs)
+            finally:
+                self.optimizer.found_inf = None
+        else:
+            self.optimizer.step(**kwargs)
+
+    def _clip_grad(self) -> None:
+        # mmengine's, keeping the norm on the device (it logs float(norm)).
+        params = [p for g in self.optimizer.param_groups for p in g['params']
+                  if p.requires_grad and p.grad is not None]
+        if not params:
+            return
+        if self.grad_name == 'grad_norm' and is_fsdp(self._model):
+            # The norm over all shards (clip_grad_norm_ on this rank's
+            # shard alone would clip every rank differently).
+            kwargs = self.clip_grad_kwargs
+            self.grad_norm = self._model.clip_grad_norm_(
+                kwargs['max_norm'], kwargs.get('norm_type', 2.0))
+            return
+        norm = self.clip_func(params, **self.clip_grad_kwargs)
+        if norm is not None:  # clip_grad_value_ returns None
+            self.grad_norm = norm
 
     @contextmanager
-    def optim_context(self, model):
-        device = next(model.parameters()).device.type
-        with super().optim_context(model), torch.autocast(
-                device_type=device, dtype=self.cast_dtype):
+    def optim_context(self, model: torch.nn.Module):
+        self._model = model  # FSDP's gradient norm needs it
+        cast = nullcontext() if self.cast_dtype is None else autocast(
+            device_type=self.device_type, dtype=self.cast_dtype)
+        with OptimWrapper.optim_context(self, model), cast:
             yield
+
+    # ------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        if self.loss_scaler is None:
+            return OptimWrapper.state_dict(self)
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self.loss_scaler is None:
+            # e.g. a float16 GPU run resumed on a CPU (bfloat16)
+            state_dict.pop('loss_scaler', None)
+            OptimWrapper.load_state_dict(self, state_dict)
+        else:
+            super().load_state_dict(state_dict)
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(DiffusionOptimWrapper):
+    """The name configs dumped by earlier diffkd versions give to bfloat16
+    autocast: :class:`DiffusionOptimWrapper` with ``dtype='bfloat16'``."""
+
+    def __init__(self, dtype: str = 'bfloat16', **kwargs):
+        super().__init__(dtype=dtype, **kwargs)

@@ -24,6 +24,16 @@ Resuming also:
 parts (teacher, VAE, text encoders) are left out of checkpoints by design.
 The message hub is saved as plain data (:func:`~diffkd.engine.checkpoint.
 message_hub_to_plain`), so no mmengine class needs to be unpickled.
+
+Both runners also
+
+* shield the workers of every dataloader they build from a signal sent to
+  the whole process group (:class:`~diffkd.engine.hooks.
+  SignalCheckpointHook`), before the loop starts them;
+* call ``before_save_checkpoint_all_ranks`` on every rank before a
+  checkpoint is saved: mmengine calls ``before_save_checkpoint`` on rank 0
+  alone, and a hook that gathers from every rank (the random states,
+  :class:`~diffkd.engine.hooks.RandomStateHook`) needs all of them.
 """
 import logging
 import os
@@ -47,6 +57,7 @@ from .checkpoint import (message_hub_from_plain, message_hub_to_plain,
 from .distributed import is_fsdp
 from .hooks.checkpoint_hook import (LAST_CHECKPOINT, TMP_PREFIX,
                                     read_last_checkpoint)
+from .hooks.signal_hook import SignalCheckpointHook
 
 Layout = Tuple[Dict[str, tuple], Dict[str, tuple]]
 SHOWN = 3  # keys named per kind of mismatch
@@ -173,9 +184,10 @@ def _revised(checkpoint: dict, revise_keys) -> OrderedDict:
     return state
 
 
-class _CheckpointsAsData:
+class _DiffusionRunnerParts:
     """What :class:`DiffusionRunner` and :class:`DiffusionFlexibleRunner`
-    share: resume resolution, the weights check and the save format."""
+    share: resume resolution, the weights check, the save format and the
+    dataloaders' workers."""
 
     _diffkd_strict = False  # True while resuming
 
@@ -205,6 +217,21 @@ class _CheckpointsAsData:
         else:
             return
         self._has_loaded = True
+
+    def build_dataloader(self, dataloader, seed: int = 0,
+                         diff_rank_seed: bool = False):
+        """mmengine's (its loops call it), then the workers are shielded:
+        they start when the loop is built, before any hook runs."""
+        loader = super().build_dataloader(
+            dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        for hook in self.hooks:
+            if isinstance(hook, SignalCheckpointHook):
+                hook.shield_workers(loader)
+        return loader
+
+    def save_checkpoint(self, *args, **kwargs):
+        self.call_hook('before_save_checkpoint_all_ranks')
+        return super().save_checkpoint(*args, **kwargs)
 
     def call_hook(self, fn_name: str, **kwargs) -> None:
         super().call_hook(fn_name, **kwargs)
@@ -244,7 +271,7 @@ class _CheckpointsAsData:
 
 
 @RUNNERS.register_module()
-class DiffusionRunner(_CheckpointsAsData, Runner):
+class DiffusionRunner(_DiffusionRunnerParts, Runner):
     """mmengine's ``Runner`` that reads checkpoints as data (see the
     module docstring); everything else is mmengine's."""
 
@@ -280,7 +307,7 @@ class DiffusionRunner(_CheckpointsAsData, Runner):
 
 
 @RUNNERS.register_module()
-class DiffusionFlexibleRunner(_CheckpointsAsData, FlexibleRunner):
+class DiffusionFlexibleRunner(_DiffusionRunnerParts, FlexibleRunner):
     """mmengine's ``FlexibleRunner`` (FSDP, DeepSpeed strategies) that reads
     checkpoints as data. Strategies that keep a checkpoint in one file per
     run or per rank (DDP, FSDP) are loaded through :func:`read_checkpoint`;

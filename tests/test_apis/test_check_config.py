@@ -121,19 +121,23 @@ def test_missing_type_lists_what_can_be_built():
      "AdamW got unknown config key 'beta' (did you mean 'betas'?); AdamW "
      'takes: params, lr, betas, '),
     ({'train_cfg.max_iter': 10},
-     "DiffusionTrainLoop got unknown config key 'max_iter'"),
+     "IterBasedTrainLoop got unknown config key 'max_iter'"),
     ({'model.task_loss': dict(type='L2Loss', wieght=1.0)},
      "L2Loss got unknown config key 'wieght' (did you mean 'loss_weight'?); "
      'L2Loss takes: loss_weight'),
     ({'log_processor.window': 3},
      "LogProcessor got unknown config key 'window' (did you mean "
      "'window_size'?)"),
-    # **kwargs handed on to OptimWrapper: its parameters count.
+    # **kwargs handed on to the bases (super().__init__ and
+    # OptimWrapper.__init__(self, ...)): their parameters count.
+    ({'optim_wrapper.accumulative_count': 2},
+     "DiffusionOptimWrapper got unknown config key 'accumulative_count' (did "
+     "you mean 'accumulative_counts'?); DiffusionOptimWrapper takes: "
+     'optimizer, dtype, loss_scale, nonfinite, max_skipped, use_fsdp, '),
     ({'optim_wrapper.type': 'AutocastOptimWrapper',
       'optim_wrapper.accumulative_count': 2},
      "AutocastOptimWrapper got unknown config key 'accumulative_count' (did "
-     "you mean 'accumulative_counts'?); AutocastOptimWrapper takes: dtype, "
-     'optimizer, accumulative_counts, clip_grad'),
+     "you mean 'accumulative_counts'?)"),
 ])
 def test_unknown_keys_get_the_closest_parameters(options, message):
     msg = unknown_key(config(**options))

@@ -34,7 +34,7 @@ class SameNoiseSDXL(StableDiffusionXL):
         self.rank_marker.weight.data.fill_(float(get_dist_info()[0]))
         self.rank_marker.requires_grad_(False)
 
-    def encode_images(self, img):
+    def encode_images(self, img, generator=None):
         with torch.no_grad():
             mean = self.vae.encode(img.to(self.vae.dtype)).latent_dist.mean
         return self.scale_latents(mean)

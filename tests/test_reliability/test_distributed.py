@@ -14,6 +14,7 @@ rounding. The final UNets are compared as
 (over all weights): measured ~1e-4, tolerance 1e-3. A run without gradient
 averaging (one rank's half batch) measures rel ~0.7.
 """
+import glob
 import json
 import os.path as osp
 import types
@@ -68,6 +69,16 @@ def relative_difference(work, reference):
     return float((diff / moved)**0.5)
 
 
+def final_val_loss(work):
+    """The held-out losses of the run's last validation (at its end)."""
+    path = sorted(glob.glob(osp.join(work, '*', 'vis_data',
+                                     'scalars.json')))[-1]
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    return {k: v for k, v in [r for r in rows if 'val/loss' in r][-1].items()
+            if k.startswith('val/')}
+
+
 def probe(work, rank):
     with open(osp.join(work, f'probe_rank{rank}.json')) as f:
         return json.load(f)
@@ -91,6 +102,10 @@ def test_ddp_two_processes_match_one_process(one_process, tmp_path):
     assert res.returncode == 0, tail(res)
     rel = relative_difference(str(work), reference)
     assert rel < TOLERANCE, f'DDP vs one process: rel {rel:.2e}'
+    # The held-out loss is per sample: each rank validates half the set,
+    # and together they find what one process finds.
+    assert final_val_loss(work) == pytest.approx(final_val_loss(reference),
+                                                 rel=1e-4)
 
     ranks = [probe(work, r) for r in (0, 1)]
     single = probe(reference, 0)
@@ -134,6 +149,9 @@ def test_fsdp_two_processes_match_one_process(one_process, tmp_path):
         res.stdout + res.stderr
     rel = relative_difference(str(work), reference)
     assert rel < TOLERANCE, f'FSDP vs one process: rel {rel:.2e}'
+    # validated through FSDP's forward (the shards gathered)
+    assert final_val_loss(work) == pytest.approx(final_val_loss(reference),
+                                                 rel=1e-4)
 
     ranks = [probe(work, r) for r in (0, 1)]
     single = probe(reference, 0)
@@ -193,18 +211,34 @@ def test_deepspeed_configs_build_their_strategy(stage, monkeypatch):
 
 
 def test_resume_gives_each_rank_its_own_random_state(monkeypatch):
-    from diffkd.engine import loops
-    hook = loops.RandomStateHook()
+    from diffkd.engine.hooks import random_state_hook as module
+    restored = []
+    monkeypatch.setattr(module, 'set_random_state', restored.append)
+    monkeypatch.setattr(module, 'set_random_seed', lambda s: restored.append(s))
     ranks = [dict(rank=0), dict(rank=1)]
     checkpoint = dict(random_state=ranks[0], random_state_ranks=ranks)
-    runner = types.SimpleNamespace()
-    monkeypatch.setattr(loops, 'get_dist_info', lambda: (1, 2))
-    hook.after_load_checkpoint(runner, checkpoint)
-    assert runner.diffkd_pending_random_state == dict(rank=1)
-    # Another number of processes: rank 0 continues, the others reseed.
-    monkeypatch.setattr(loops, 'get_dist_info', lambda: (2, 3))
-    hook.after_load_checkpoint(runner, checkpoint)
-    assert runner.diffkd_pending_random_state is None
-    monkeypatch.setattr(loops, 'get_dist_info', lambda: (0, 3))
-    hook.after_load_checkpoint(runner, checkpoint)
-    assert runner.diffkd_pending_random_state == dict(rank=0)
+
+    def first_iteration(rank, world, skip=3):
+        """What the hook does after mmengine's fast-forward of ``skip``
+        batches, before the next batch is drawn."""
+        restored.clear()
+        monkeypatch.setattr(module, 'get_dist_info', lambda: (rank, world))
+        hook = module.RandomStateHook()
+        hook.after_load_checkpoint(None, checkpoint)
+        loop = types.SimpleNamespace(dataloader_iterator=iter(range(10)))
+        runner = types.SimpleNamespace(train_loop=loop, iter=skip, seed=42)
+        hook.before_train(runner)
+        for _ in range(skip):  # mmengine's fast-forward
+            next(loop.dataloader_iterator)
+        assert not restored, 'restored before the fast-forward ended'
+        assert next(loop.dataloader_iterator) == skip
+        assert isinstance(loop.dataloader_iterator, type(iter(range(0))))
+        return restored
+
+    assert first_iteration(1, 2) == [dict(rank=1)]
+    assert first_iteration(0, 2) == [dict(rank=0)]
+    # Another number of processes: rank 0 continues, the others reseed
+    # with a stream of their own.
+    assert first_iteration(0, 3) == [dict(rank=0)]
+    reseeded = first_iteration(2, 3)
+    assert reseeded == [hash((42, 2, 3)) % 2**32]

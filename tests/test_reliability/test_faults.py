@@ -33,8 +33,8 @@ _base_ = '{osp.join(REPO, 'configs', 'toy', 'sd15_finetune_toy.py')}'
 {PROBES}
 train_dataloader = dict(batch_size=2, dataset=dict(dataset='{data}'))
 train_cfg = dict(max_iters={MAX_ITERS})
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2),
-                     nonfinite=dict(mode='{nonfinite}'))
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
+optim_wrapper = dict(nonfinite='{nonfinite}')
 custom_hooks = [dict(type='DiffusersExportHook'), {hooks}]
 {model}
 """)
@@ -290,30 +290,30 @@ def test_nan_loss_skip_mode_skips_the_step(tmp_path, toy_sd15, capfd,
 
 @pytest.mark.scenario
 @pytest.mark.parametrize('fused', [True, False])
-def test_step_guard_keeps_nan_out_of_weights(fused):
+def test_nonfinite_step_stays_out_of_weights(fused):
     """Fused optimizers skip on the device (no host sync); others after
     reading the flag on the host."""
-    from mmengine.optim import OptimWrapper
-
-    from diffkd.engine.hooks.nonfinite_hook import StepGuard
+    from diffkd.engine.optim import DiffusionOptimWrapper
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
-    wrapper = OptimWrapper(
-        torch.optim.AdamW(model.parameters(), lr=0.1, fused=fused),
+    wrapper = DiffusionOptimWrapper(
+        optimizer=torch.optim.AdamW(model.parameters(), lr=0.1, fused=fused),
         clip_grad=dict(max_norm=1.0))
-    guard = StepGuard(wrapper)
-    assert guard.on_device == fused
+    assert wrapper.nonfinite_on_device == fused
     x = torch.randn(3, 4)
     wrapper.update_params(model(x).pow(2).mean())
+    assert not wrapper.nonfinite_any
     before = [p.detach().clone() for p in model.parameters()]
     state = {k: v.clone() for k, v in
              wrapper.optimizer.state[model.weight].items()}
     wrapper.update_params(model(x).pow(2).mean() * float('nan'))
+    assert wrapper.nonfinite_local and wrapper.nonfinite_any
     for p, q in zip(model.parameters(), before):
         assert torch.equal(p, q)
     for k, v in state.items():
         assert torch.equal(wrapper.optimizer.state[model.weight][k], v)
-    assert guard.synced == (not fused)
+    assert wrapper.nonfinite_synced == (not fused)
+    assert model.weight.grad is None or not model.weight.grad.any()
     wrapper.update_params(model(x).pow(2).mean())
     assert not torch.equal(model.weight, before[0])
     assert float(wrapper.optimizer.state[model.weight]['step']) == 2

@@ -116,7 +116,7 @@ UNKNOWN_PARTS = {
              "hook type 'EMAHok'", 'EMAHook'),
     'loop': (dict(train_cfg=dict(type='IterBasedTrainLop', max_iters=1)),
              "loop type 'IterBasedTrainLop'", 'IterBasedTrainLoop'),
-    # mmengine's own constructor, and the one tools/train.py sets.
+    # mmengine's own constructor, and the one diffkd's schedules name.
     'optimizer': (dict(optim_wrapper=dict(
         optimizer=dict(type='AdamWW', lr=1e-4))),
                   "optimizer type 'AdamWW'", 'AdamW'),

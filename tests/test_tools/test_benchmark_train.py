@@ -51,7 +51,7 @@ def test_real_architecture_with_random_weights(tmp_path):
         'configs/bk_sdm/bk_sdm_tiny_distill_from_sd14.py', '--iters', 1,
         '--warmup', 1, '--random-weights', '--toy-data', 64,
         '--cfg-options', 'train_dataloader.batch_size=1',
-        'model.teacher.dtype=float32', 'optim_wrapper.type=OptimWrapper',
+        'model.teacher.dtype=float32', 'optim_wrapper.dtype=None',
         'custom_hooks=[]',
         'default_hooks.checkpoint.save_last=False'])
     assert res['random_weights'] == ['CompVis/stable-diffusion-v1-4']

@@ -291,7 +291,8 @@ def run_engine(cfg, args, timer: StageTimer, memory: PeakMemory):
 class ReferenceLoop:
     """The engine's training step written out in plain PyTorch."""
 
-    def __init__(self, model, cfg, dataset, collate_fn, seed: int):
+    def __init__(self, model, cfg, dataset, collate_fn, seed: int,
+                 cast_dtype=None, loss_scaling: bool = False):
         self.wrapper, self.teacher = _parts(model)
         self.model = model
         w = self.wrapper
@@ -322,12 +323,10 @@ class ReferenceLoop:
         self.clip = (ow.get('clip_grad') or {}).get('max_norm')
         if ow.get('accumulative_counts', 1) != 1:
             raise NotImplementedError('gradient accumulation')
-        wrapper_type = ow.get('type', 'OptimWrapper')
-        self.autocast = None
-        if wrapper_type in ('AutocastOptimWrapper', 'AmpOptimWrapper'):
-            self.autocast = getattr(torch, ow.get('dtype', 'bfloat16'))
+        # the precision the engine's optimizer wrapper resolved
+        self.autocast = cast_dtype
         self.scaler = (torch.amp.GradScaler(self.device.type)
-                       if self.autocast == torch.float16 else None)
+                       if loss_scaling else None)
         g = torch.Generator().manual_seed(seed)
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_size=cfg.train_dataloader.batch_size,
@@ -598,8 +597,11 @@ def _reference(runner, cfg, args, device, engine: Dict,
             if name in start_weights:
                 p.copy_(start_weights[name])
     seed = cfg.get('randomness', {}).get('seed', 0) or 0
+    wrapper = runner.optim_wrapper
     ref = ReferenceLoop(model, cfg, runner.train_dataloader.dataset,
-                        runner.train_dataloader.collate_fn, seed)
+                        runner.train_dataloader.collate_fn, seed,
+                        getattr(wrapper, 'cast_dtype', None),
+                        getattr(wrapper, 'loss_scaler', None) is not None)
     runner.optim_wrapper = None
     parity = loss_parity(model, ref, seed)
     for rec in ('student_recorder', 'teacher_recorder'):

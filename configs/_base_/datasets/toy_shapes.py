@@ -22,6 +22,33 @@ train_dataloader = dict(
         caption_column='text',
         pipeline=train_pipeline))
 
+# Validation: the training loss and each KD term on held-out shapes (32 of
+# the 90 in diffkd-toy/shapes-val, 2 batches), every image with its own
+# fixed noise and timestep (HeldOutLossStep), at train_cfg.val_interval.
+# Logged as val/loss, val/loss_task, val/loss_kd_out, val/loss_kd_feat to
+# the log, vis_data/scalars.json and TensorBoard.
+val_pipeline = [
+    dict(type='ResizeShortEdge', size=32),
+    dict(type='CenterCropWithCoords', size=32),
+    dict(type='ComputeTimeIds'),
+    dict(type='NormalizeRGB'),
+    dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
+]
+val_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='HFImageTextDataset',
+        dataset='diffkd-toy/shapes-val',
+        image_column='image',
+        caption_column='text',
+        max_samples=32,
+        pipeline=val_pipeline))
+val_cfg = dict(type='ValLoop')
+val_evaluator = dict(type='HeldOutLoss')
+
 # Evaluation: the 90 toy captions, prompt i sampled with seed i. Metrics
 # whose weights are not on the machine (CLIP, Inception, LPIPS) are left
 # out with a message saying which file to put where.

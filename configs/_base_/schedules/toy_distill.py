@@ -3,7 +3,7 @@
 _base_ = ['./toy_finetune.py']
 max_iters = 300
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
-train_cfg = dict(max_iters=max_iters)
+train_cfg = dict(max_iters=max_iters, val_interval=150)
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters,
          eta_min=5e-5)

@@ -3,10 +3,15 @@
 _base_ = ['../default_runtime.py']
 max_iters = 700
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='DiffusionOptimWrapper',
+    constructor='TrainableParamsOptimWrapperConstructor',
+    dtype=None,
+    nonfinite='stop',
     optimizer=dict(type='AdamW', lr=1.5e-3, weight_decay=0.0, fused=True),
     clip_grad=dict(max_norm=1.0))
-train_cfg = dict(type='DiffusionTrainLoop', max_iters=max_iters)
+# The held-out loss (../datasets/toy_shapes.py) at half-way and at the end.
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=350)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters,

@@ -2,6 +2,7 @@ from .checkpoint_hook import SafeCheckpointHook
 from .ema_hook import TrainableEMAHook, TrainableParameters
 from .export_hook import DiffusersExportHook, export_model
 from .nonfinite_hook import NonFiniteLossHook
+from .random_state_hook import RandomStateHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 from .signal_hook import SignalCheckpointHook
 from .teacher_hook import TeacherScheduleHook
@@ -10,8 +11,8 @@ from .visualization_hook import VisualizationHook, make_grid
 
 __all__ = [
     'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'NonFiniteLossHook',
-    'SafeCheckpointHook', 'SignalCheckpointHook', 'TeacherScheduleHook',
-    'TestOutputsHook', 'TrainableEMAHook', 'TrainableParameters',
-    'VisualizationHook',
+    'RandomStateHook', 'SafeCheckpointHook', 'SignalCheckpointHook',
+    'TeacherScheduleHook', 'TestOutputsHook', 'TrainableEMAHook',
+    'TrainableParameters', 'VisualizationHook',
     'export_model', 'make_grid'
 ]

@@ -32,7 +32,6 @@ from mmengine.hooks import CheckpointHook
 from diffkd.registry import HOOKS
 from ..checkpoint import remove_path, replace_durably, write_text_atomic
 from ..errors import CheckpointWriteError
-from ..loops import collect_rank_random_states
 
 TMP_PREFIX = '.tmp-'
 LAST_CHECKPOINT = 'last_checkpoint'
@@ -85,7 +84,6 @@ class SafeCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step, meta):
         if not self._local():  # remote storage: mmengine's own behaviour
             return super()._save_checkpoint_with_step(runner, step, meta)
-        collect_rank_random_states(runner)
         filename = self.filename_tmpl.format(step)
         final = osp.join(self.out_dir, filename)
         tmp_name = f'{TMP_PREFIX}{filename}'

@@ -5,7 +5,8 @@ after every iteration: one device-to-host sync per loss term and per
 feature pair, each step. This hook keeps the iteration's tensors (detached,
 on the device) and converts them all with a single transfer when a logger,
 a checkpoint or the end of training needs them (the gradient norm too,
-see :class:`~diffkd.engine.optim.DeferredGradNorm`). The message hub ends up
+which :class:`~diffkd.engine.optim.DiffusionOptimWrapper` leaves on the
+device). The message hub ends up
 with exactly the history mmengine's hook would have written.
 """
 from typing import Dict, List, Optional
@@ -14,7 +15,6 @@ import torch
 from mmengine.hooks import LoggerHook, RuntimeInfoHook
 
 from diffkd.registry import HOOKS
-from ..optim import DeferredGradNorm
 
 
 @HOOKS.register_module()
@@ -41,10 +41,11 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         step = {}
-        clip = getattr(getattr(runner, 'optim_wrapper', None), 'clip_func',
+        # DiffusionOptimWrapper's, of this iteration's step (None if none)
+        norm = getattr(getattr(runner, 'optim_wrapper', None), 'grad_norm',
                        None)
-        if isinstance(clip, DeferredGradNorm) and clip.last is not None:
-            step['grad_norm'], clip.last = clip.last, None
+        if torch.is_tensor(norm):
+            step['grad_norm'] = norm.detach()
         for k, v in (outputs or {}).items():
             step[k] = v.detach() if torch.is_tensor(v) else v
         if step:

@@ -12,8 +12,9 @@ Schedulers often signal every process of the job (``scancel``, ``kill
 -TERM -PGID``, systemd), dataloader workers included, and torch's workers
 die of a SIGTERM that does not come from their main process, which fails
 the run before its checkpoint. :meth:`SignalCheckpointHook.shield_workers`
-(called by ``DiffusionTrainLoop`` before its workers start) makes workers
-outlive the first such signal; they still exit with the main process.
+(called by ``DiffusionRunner.build_dataloader`` for every dataloader it
+builds, before the workers start) makes workers outlive the first such
+signal; they still exit with the main process.
 """
 import logging
 import os
@@ -123,11 +124,11 @@ class SignalCheckpointHook(Hook):
                 and not _is_shielded(loader)):
             runner.logger.warning(
                 f'the train dataloader\'s {loader.num_workers} workers were '
-                f'started by {type(runner.train_loop).__name__}, which does '
-                'not shield them: a signal sent to the whole process group '
-                '(scancel, kill -TERM -PGID) ends them and the run fails '
-                'without a checkpoint; use '
-                "train_cfg.type='DiffusionTrainLoop'")
+                f'built by {type(runner).__name__}, which does not shield '
+                'them: a signal sent to the whole process group (scancel, '
+                'kill -TERM -PGID) ends them and the run fails without a '
+                "checkpoint; use runner_type='DiffusionRunner' (or "
+                "'DiffusionFlexibleRunner')")
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._handle)
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from diffusers import (AutoencoderKL, DDPMScheduler, StableDiffusionPipeline,
                        UNet2DConditionModel)
+from diffusers.utils.torch_utils import randn_tensor
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -160,9 +161,55 @@ class FrozenWeightsOutOfCheckpoints:
         missing[:] = [k for k in missing if not k.startswith(frozen)]
 
 
+class HeldOutLossStep:
+    """Mixin: ``val_step`` gives the training loss terms on held-out data,
+    at fixed noise and timesteps.
+
+    Sample ``i`` of the val set draws its VAE sample, noise and timestep
+    from a generator of its own, seeded with ``val_seed + sample_idx``: the
+    same draws at every validation, whatever the batch size or the number
+    of processes, and none from the global generators, which training
+    uses. Returns, per batch, ``num_samples``, each ``loss*`` term and
+    their sum ``loss`` (what the optimizer minimises), for the
+    ``HeldOutLoss`` metric.
+    """
+    val_seed = 0
+
+    def val_step(self, data) -> List[Dict]:
+        data = self.data_preprocessor(data, False)
+        inputs = self.held_out_inputs(data)
+        return self.held_out_outputs(
+            self(inputs, data.get('data_samples'), mode='loss'), inputs)
+
+    def held_out_inputs(self, data: Dict) -> Dict:
+        """The batch's inputs with each sample's generator."""
+        samples = data.get('data_samples')
+        index = samples.get('sample_idx') if isinstance(samples, dict) \
+            else None
+        if index is None:
+            raise ValueError(
+                'a held-out loss needs the index of every sample '
+                "(data_samples['sample_idx']): keep 'sample_idx' in the "
+                "val pipeline's PackInputs meta_keys (the default) and "
+                'collate with default_collate')
+        index = index.tolist() if torch.is_tensor(index) else list(index)
+        return dict(data['inputs'], generator=[
+            torch.Generator().manual_seed(self.val_seed + int(i))
+            for i in index])
+
+    @staticmethod
+    def held_out_outputs(losses: Dict, inputs: Dict) -> List[Dict]:
+        terms = {k: v.detach().float() for k, v in losses.items()
+                 if k.startswith('loss') and torch.is_tensor(v)}
+        out = dict(terms, num_samples=len(inputs['generator']))
+        out['loss'] = sum(terms.values())
+        return [out]
+
+
 @MODELS.register_module()
-class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
-                      FrozenWeightsOutOfCheckpoints, BaseModel):
+class StableDiffusion(HeldOutLossStep, FrozenChildrenStayInEval,
+                      DetachedLogVars, FrozenWeightsOutOfCheckpoints,
+                      BaseModel):
     """Text-to-image latent diffusion with a trainable UNet (SD 1.x/2.x).
 
     Args:
@@ -295,12 +342,13 @@ class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
         ids = self.tokenize(self.tokenizer, texts)
         return self.text_encoder(ids)[0], {}
 
-    def encode_images(self, img: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, img: torch.Tensor,
+                      generator=None) -> torch.Tensor:
         # The VAE runs outside autocast in its own (fp32) dtype: SD VAEs
         # overflow in fp16.
         with torch.autocast(device_type=img.device.type, enabled=False):
             latents = self.vae.encode(img.to(
-                self.vae.dtype)).latent_dist.sample()
+                self.vae.dtype)).latent_dist.sample(generator)
         return self.scale_latents(latents)
 
     def scale_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -314,26 +362,42 @@ class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
 
     # ---------------------------------------------------------------- step
     def prepare(self, inputs: Dict) -> DiffusionBatch:
-        """Encode, noise and condition one batch (no UNet involved)."""
+        """Encode, noise and condition one batch (no UNet involved).
+
+        ``inputs['generator']``, one generator per sample, makes every
+        random draw of a sample its own (held-out losses); without it they
+        come from the global generator, as in training.
+        """
+        gens = inputs.get('generator')
+
+        def randn_like(x, shape=None):
+            shape = x.shape if shape is None else shape
+            if gens is None:  # training: the global generator
+                return torch.randn_like(x) if shape == x.shape else \
+                    torch.randn(shape, device=x.device, dtype=x.dtype)
+            return randn_tensor(shape, generator=gens, device=x.device,
+                                dtype=x.dtype)
+
         if 'latent_mean' in inputs:  # a latent cache: draw from the stored
             mean = inputs['latent_mean'].float()  # distribution, as the
             std = inputs['latent_std'].float()  # VAE's sample() does
-            latents = self.scale_latents(mean + std * torch.randn_like(mean))
+            latents = self.scale_latents(mean + std * randn_like(mean))
         else:
             with torch.no_grad():
-                latents = self.encode_images(inputs['img'])
-        noise = torch.randn_like(latents)
+                latents = self.encode_images(inputs['img'], generator=gens)
+        noise = randn_like(latents)
         if self.noise_offset:
-            noise = noise + self.noise_offset * torch.randn(
-                latents.shape[0], latents.shape[1], 1, 1,
-                device=latents.device, dtype=latents.dtype)
+            noise = noise + self.noise_offset * randn_like(
+                latents, (latents.shape[0], latents.shape[1], 1, 1))
         timesteps = inputs.get('timesteps')
-        if timesteps is None:
+        steps = self.noise_scheduler.config.num_train_timesteps
+        if timesteps is None and gens is None:
             timesteps = torch.randint(
-                0,
-                self.noise_scheduler.config.num_train_timesteps,
-                (latents.shape[0], ),
-                device=latents.device)
+                0, steps, (latents.shape[0], ), device=latents.device)
+        elif timesteps is None:
+            timesteps = torch.cat([
+                torch.randint(0, steps, (1, ), generator=g) for g in gens
+            ]).to(latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.prediction_type == 'epsilon':
             target = noise

@@ -25,7 +25,8 @@ from ..diffusion.loading import load_component
 from ..diffusion.speed import configure_unet
 from ..diffusion.stable_diffusion import (DetachedLogVars,
                                          FrozenChildrenStayInEval,
-                                         FrozenWeightsOutOfCheckpoints)
+                                         FrozenWeightsOutOfCheckpoints,
+                                         HeldOutLossStep)
 from .recorder import FeatureRecorder, feature_pairs
 
 STUDENT_INITS = ('teacher', 'pretrained', 'random')
@@ -45,8 +46,9 @@ def _dtype(name: Optional[str]):
 
 
 @MODELS.register_module()
-class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
-                         FrozenWeightsOutOfCheckpoints, BaseModel):
+class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
+                         DetachedLogVars, FrozenWeightsOutOfCheckpoints,
+                         BaseModel):
     """Distil a teacher UNet into a (compressed) student UNet.
 
     Args:
