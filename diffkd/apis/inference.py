@@ -8,6 +8,7 @@ from typing import Dict, Optional
 
 import torch
 
+from diffkd.models.diffusion.components import component_class
 from diffkd.models.diffusion.loading import (WEIGHT_SUFFIXES,
                                              CorruptWeightsError,
                                              load_component,
@@ -90,16 +91,30 @@ def load_pipeline(path: str,
         kwargs['unet'] = load_component(
             UNet2DConditionModel, export, subfolder='unet',
             torch_dtype=torch_dtype)
-    elif info.get('base_unet'):
-        # e.g. a LoRA trained on a distilled student's UNet
-        kwargs['unet'] = load_component(
-            UNet2DConditionModel, info['base_unet'], torch_dtype=torch_dtype)
+    # Components the run took from elsewhere than the base pipeline (e.g. a
+    # distilled student's UNet under a LoRA, a fixed VAE).
+    sources = info.get('components')
+    if sources is None and info.get('base_unet'):  # an older export
+        sources = dict(unet={'class': 'UNet2DConditionModel',
+                             'name_or_path': info['base_unet']})
+    for name, spec in (sources or {}).items():
+        if name not in kwargs:
+            kwargs[name] = _load_source(spec, torch_dtype)
     if cls.__name__ == 'StableDiffusionPipeline':
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     pipe = cls.from_pretrained(base, torch_dtype=torch_dtype, **kwargs)
     if 'lora' in info.get('parts', []):
         _load_lora(pipe, export)
     return pipe.to(device)
+
+
+def _load_source(spec: Dict, torch_dtype: torch.dtype):
+    spec = dict(spec)
+    cls = component_class(spec.pop('class'))
+    if issubclass(cls, torch.nn.Module):
+        spec.setdefault('torch_dtype', torch_dtype)
+    return load_component(cls, spec.pop('name_or_path'),
+                          spec.pop('subfolder', None), **spec)
 
 
 def _load_lora(pipe, export: str) -> None:

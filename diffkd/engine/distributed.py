@@ -13,7 +13,7 @@
   parameter with trainable weights.
 """
 from contextlib import contextmanager
-from typing import List, Tuple
+from typing import List
 from unittest import mock
 
 import torch
@@ -21,11 +21,11 @@ import torch.nn as nn
 from mmengine.dist import init_dist, is_distributed
 from mmengine.model import MMDistributedDataParallel
 
+from diffkd.models.diffusion.frozen import frozen_modules
 # diffkd's own registries: mmengine's Runner.wrap_model and FlexibleRunner
 # look wrappers and strategies up in mmengine's roots, so configs name these
 # 'diffkd.DiffusionDDP', 'diffkd.DiffusionFSDPStrategy' (found from there).
 from diffkd.registry import FUNCTIONS, MODEL_WRAPPERS, STRATEGIES
-
 from .checkpoint import state_layout
 
 
@@ -43,24 +43,6 @@ def init_distributed(launcher: str, backend: str = 'nccl', **kwargs) -> None:
         return
     with mock.patch.object(torch.cuda, 'set_device', lambda *_: None):
         init_dist(launcher, backend='gloo', **kwargs)
-
-
-def frozen_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """The largest submodules whose parameters all have
-    ``requires_grad=False`` (a teacher, a VAE, frozen text encoders)."""
-    found = []
-
-    def visit(prefix, module):
-        for name, child in module.named_children():
-            full = f'{prefix}{name}'
-            params = list(child.parameters())
-            if params and not any(p.requires_grad for p in params):
-                found.append((full, child))
-            elif any(p.requires_grad for p in params):
-                visit(full + '.', child)
-
-    visit('', model)
-    return found
 
 
 def frozen_state_names(model: nn.Module) -> List[str]:

@@ -6,12 +6,10 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 from diffusers import StableDiffusionXLPipeline
-from transformers import (CLIPTextModel, CLIPTextModelWithProjection,
-                          CLIPTokenizer)
+from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
 from diffkd.registry import MODELS
-from .loading import load_component
-from .stable_diffusion import StableDiffusion, load_scheduler
+from .stable_diffusion import StableDiffusion
 
 
 @MODELS.register_module()
@@ -20,14 +18,9 @@ class StableDiffusionXL(StableDiffusion):
     text_encoder_names = ('text_encoder', 'text_encoder_2')
     pipeline_class_name = 'StableDiffusionXLPipeline'
 
-    def load_text_components(self, model: str):
-        self.tokenizer = load_component(CLIPTokenizer, model, 'tokenizer')
-        self.tokenizer_2 = load_component(CLIPTokenizer, model,
-                                          'tokenizer_2')
-        self.text_encoder = load_component(CLIPTextModel, model,
-                                           'text_encoder')
-        self.text_encoder_2 = load_component(CLIPTextModelWithProjection,
-                                             model, 'text_encoder_2')
+    component_classes = dict(
+        StableDiffusion.component_classes, tokenizer_2=CLIPTokenizer,
+        text_encoder_2=CLIPTextModelWithProjection)
 
     def encode_prompt(self, texts: List[str], inputs: Optional[Dict] = None):
         hidden = []
@@ -80,4 +73,4 @@ class StableDiffusionXL(StableDiffusion):
             tokenizer=self.tokenizer,
             tokenizer_2=self.tokenizer_2,
             unet=unet if unet is not None else self.unet,
-            scheduler=load_scheduler(self.model))
+            scheduler=self.sampling_scheduler())

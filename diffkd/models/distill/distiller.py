@@ -23,10 +23,10 @@ from diffkd.registry import MODELS
 from ..compression import build_compression, init_from_teacher
 from ..diffusion.loading import load_component
 from ..diffusion.speed import configure_unet
-from ..diffusion.stable_diffusion import (DetachedLogVars,
-                                         FrozenChildrenStayInEval,
-                                         FrozenWeightsOutOfCheckpoints,
-                                         HeldOutLossStep)
+from ..diffusion.frozen import (FrozenChildrenStayInEval,
+                               FrozenWeightsOutOfCheckpoints)
+from ..diffusion.step import DetachedLogVars
+from ..diffusion.validation import HeldOutLossStep
 from .recorder import FeatureRecorder, feature_pairs
 
 STUDENT_INITS = ('teacher', 'pretrained', 'random')

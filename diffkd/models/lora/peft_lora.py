@@ -38,6 +38,29 @@ def add_lora(module: nn.Module,
     return module
 
 
+LORA_KEYS = ('rank', 'alpha', 'dropout', 'target_modules', 'text_encoder',
+             'text_encoder_targets')
+
+
+def add_lora_from_config(model: nn.Module, cfg: Dict) -> None:
+    """A model's ``lora=dict(...)``: adapters on its UNet and, with
+    ``text_encoder=True``, on each of its text encoders (which then encode
+    prompts with gradients)."""
+    unknown = set(cfg) - set(LORA_KEYS)
+    if unknown:
+        raise ValueError(f'unknown lora keys {sorted(unknown)}; lora takes: '
+                         f'{", ".join(LORA_KEYS)}')
+    common = dict(rank=cfg.get('rank', 8), alpha=cfg.get('alpha'),
+                  dropout=cfg.get('dropout', 0.0))
+    add_lora(model.unet, target_modules=cfg.get('target_modules'), **common)
+    if cfg.get('text_encoder'):
+        model.finetune_text_encoder = True
+        for name in model.text_encoder_names:
+            add_lora(getattr(model, name),
+                     target_modules=cfg.get('text_encoder_targets'),
+                     default_targets=TEXT_ENCODER_TARGETS, **common)
+
+
 def lora_candidates(module: nn.Module) -> Sequence[str]:
     """Names that ``target_modules`` can use: the distinct trailing names of
     the linear and convolution layers (``to_q``, ``to_out.0``, ``proj_in``).
