@@ -96,6 +96,13 @@ def _check_source(source: Dict):
 
 
 @torch.no_grad()
+def stored_dtype(key: str, dtype: torch.dtype) -> torch.dtype:
+    """The cache's dtype, except for SDXL's size and crop conditioning: whole
+    pixel counts, which bfloat16 holds exactly only up to 256 (1365 would
+    come back as 1368), stay float32."""
+    return torch.float32 if key == 'time_ids' else dtype
+
+
 def fill_latent_cache(cache_dir: str, encoder: Dict, source: Dict,
                       variants: int = 1, dtype: str = 'float32',
                       shard_size: int = 1024, batch_size: int = 16,
@@ -139,8 +146,8 @@ def fill_latent_cache(cache_dir: str, encoder: Dict, source: Dict,
     def write_shard():
         nonlocal shard, n_shards
         if shard:
-            tensors = {k: torch.stack(v).to(out_dtype).contiguous()
-                       for k, v in shard.items()}
+            tensors = {k: torch.stack(v).to(stored_dtype(k, out_dtype))
+                       .contiguous() for k, v in shard.items()}
             save_file(tensors,
                       osp.join(tmp, f'shard_{n_shards:05d}.safetensors'))
             n_shards += 1
@@ -179,7 +186,7 @@ def fill_latent_cache(cache_dir: str, encoder: Dict, source: Dict,
         write_shard()
         # The empty prompt, for caption dropout at training time.
         empty = encode([''])
-        save_file({k: v.to(out_dtype).cpu().contiguous()
+        save_file({k: v.to(stored_dtype(k, out_dtype)).cpu().contiguous()
                    for k, v in empty.items()},
                   osp.join(tmp, 'empty.safetensors'))
         with open(osp.join(tmp, MANIFEST), 'w') as f:

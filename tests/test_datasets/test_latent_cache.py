@@ -177,3 +177,28 @@ def test_cache_tool_fills_the_configs_cache(tmp_path, toy_sdxl):
     assert len(ds) == 5 and ds[4]['inputs']['latent_mean'].shape[0] == 4
     with pytest.raises(SystemExit, match='not a CachedLatentDataset'):
         run_tool('cache_latents.py', ['configs/toy/ssd_1b_distill_toy.py'])
+
+
+def test_size_conditioning_is_stored_exactly_in_a_bfloat16_cache(tmp_path,
+                                                                 toy_sdxl):
+    """bfloat16 holds whole numbers exactly only up to 256: a 1365x1021
+    photo's original size must come back as 1365x1021, not 1368x1020."""
+    from PIL import Image
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    rows = []
+    for i, (w, h) in enumerate([(1365, 1021), (333, 1999)]):
+        Image.new('RGB', (w, h), (200, 30 * i, 40)).save(folder / f'{i}.png')
+        rows.append(json.dumps(dict(file_name=f'{i}.png', text=f'photo {i}')))
+    (folder / 'metadata.jsonl').write_text('\n'.join(rows) + '\n')
+    src = dict(source(size=32), dataset=str(folder), max_samples=None)
+    src['pipeline'][1] = dict(type='CenterCropWithCoords', size=32)
+    del src['pipeline'][2]  # no flip
+    out = str(tmp_path / 'cache')
+    fill_latent_cache(out, ENCODER, src, dtype='bfloat16')
+    data = CachedLatentDataset(out, ENCODER, src, dtype='bfloat16')
+    got = [data[i]['inputs'] for i in range(2)]
+    assert got[0]['latent_mean'].dtype == torch.bfloat16
+    assert got[0]['time_ids'].dtype == torch.float32
+    assert got[0]['time_ids'][:2].tolist() == [1021, 1365]
+    assert got[1]['time_ids'][:2].tolist() == [1999, 333]
