@@ -139,6 +139,37 @@ def _summary(timer: StageTimer, iters: int, batch: int, peak: int,
         split_s_per_iter={k: split[k] / iters for k in STAGES})
 
 
+def encoder_modules(wrapper) -> List[torch.nn.Module]:
+    """The modules whose forwards are the 'encode' stage: the VAE's
+    Encoder (what ``vae.encode`` runs) and the text encoders; absent where
+    latents and prompt embeddings are cached."""
+    vae = getattr(wrapper, 'vae', None)
+    found = [getattr(vae, 'encoder', None)] + [
+        getattr(wrapper, n, None)
+        for n in getattr(wrapper, 'text_encoder_names', ())]
+    return [m for m in found if m is not None]
+
+
+def time_forwards(modules, timer: StageTimer, stage: str,
+                  counts: Callable[[], bool] = lambda: True) -> List:
+    """Forward pre-hooks and hooks charging each module's forward to
+    ``stage`` while ``counts()``; returns the handles."""
+    handles = []
+    for module in modules:
+        start = {}
+
+        def pre(*_, start=start):
+            start['t'] = timer.now()
+
+        def post(*_, start=start):
+            if counts() and 't' in start:
+                timer.add(stage, timer.now() - start.pop('t'))
+
+        handles += [module.register_forward_pre_hook(pre),
+                    module.register_forward_hook(post)]
+    return handles
+
+
 # ---------------------------------------------------------------- engine
 class TrainTiming:
     """Stage clock of an mmengine training run, from public hook points.
@@ -195,36 +226,20 @@ class TrainTiming:
             self.timer.active = False
 
     # stages inside train_step
-    def _timed(self, module, stage: str):
-        """Forward pre-hook and hook charging ``module``'s forward to
-        ``stage`` (only inside train_step: sampling and validation call the
-        same modules)."""
-        key = f'{stage}:{id(module)}'
-
-        def pre(*_):
-            self.marks[key] = self.timer.now()
-
-        def post(*_):
-            if self.in_step and key in self.marks:
-                self.timer.add(stage, self.timer.now() - self.marks.pop(key))
-
-        self.handles += [module.register_forward_pre_hook(pre),
-                         module.register_forward_hook(post)]
-
     def attach(self, model, optimizer):
-        """Register the stage hooks on a built model and its optimizer."""
+        """Register the stage hooks on a built model and its optimizer
+        (forwards count only inside train_step: sampling and validation
+        call the same modules)."""
         wrapper, teacher = _parts(model)
-        # vae.encode runs its Encoder module; the text encoders are called.
-        # (Absent where latents and prompt embeddings are cached.)
-        vae = getattr(wrapper, 'vae', None)
-        encoders = [getattr(vae, 'encoder', None)] + [
-            getattr(wrapper, n, None)
-            for n in getattr(wrapper, 'text_encoder_names', ())]
-        for module in encoders:
-            if module is not None:
-                self._timed(module, 'encode')
+
+        def counts():
+            return self.in_step
+
+        self.handles += time_forwards(encoder_modules(wrapper), self.timer,
+                                      'encode', counts)
         if teacher is not None:
-            self._timed(teacher, 'teacher_forward')
+            self.handles += time_forwards([teacher], self.timer,
+                                          'teacher_forward', counts)
         self.handles += [
             optimizer.register_step_pre_hook(
                 lambda *_: self.marks.__setitem__('o', self.timer.now())),
@@ -391,7 +406,8 @@ class ReferenceLoop:
     def loss(self, inputs: Dict, timer: StageTimer) -> torch.Tensor:
         w = self.wrapper
         cfg = self.vae.config
-        with timer.stage('encode'), torch.no_grad():
+        # 'encode': the encoders' forwards, timed by hooks as in the engine
+        with torch.no_grad():
             if 'latent_mean' in inputs:
                 mean = inputs['latent_mean'].float()
                 lat = mean + inputs['latent_std'].float() * \
@@ -412,7 +428,7 @@ class ReferenceLoop:
         noisy = self.sched.add_noise(lat, noise, t)
         target = (self.sched.get_velocity(lat, noise, t)
                   if self.v_prediction else noise)
-        with timer.stage('encode'), torch.no_grad():
+        with torch.no_grad():
             if 'prompt_embeds' in inputs:
                 hidden, added = w.cached_prompt(inputs)
             else:
@@ -469,6 +485,8 @@ class ReferenceLoop:
     def run(self, warmup: int, iters: int, timer: StageTimer,
             memory: PeakMemory) -> Dict:
         self.unet.train()
+        self.handles += time_forwards(encoder_modules(self.wrapper), timer,
+                                      'encode')
         batches = self.batches()
         end = timer.now()
         for i in range(warmup + iters):

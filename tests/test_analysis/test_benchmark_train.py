@@ -7,6 +7,7 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from torch import nn
 
@@ -85,20 +86,22 @@ def test_stages_are_charged_by_hooks(tmp_path):
     timer, memory = StageTimer(), PeakMemory()
     timing = TrainTiming(timer, memory, warmup)
     model = Distiller()
-    runner = Runner(
-        model=model, work_dir=str(tmp_path),
-        train_dataloader=dict(dataset=SlowData(), batch_size=1,
-                              sampler=dict(type='DefaultSampler',
-                                           shuffle=False)),
-        train_cfg=dict(by_epoch=False, max_iters=warmup + iters + 1),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        custom_hooks=[dict(type=SamplesEveryIter)],
-        default_hooks=dict(checkpoint=None, logger=None),
-        default_scope='mmengine')
-    for hook, priority in timing.hooks():
-        runner.register_hook(hook, priority=priority)
-    forward = Distiller.forward
-    runner.train()
+    # (the runner's scope is this test's only: later tests build diffkd's)
+    with DefaultScope.overwrite_default_scope('mmengine'):
+        runner = Runner(
+            model=model, work_dir=str(tmp_path),
+            train_dataloader=dict(dataset=SlowData(), batch_size=1,
+                                  sampler=dict(type='DefaultSampler',
+                                               shuffle=False)),
+            train_cfg=dict(by_epoch=False, max_iters=warmup + iters + 1),
+            optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+            custom_hooks=[dict(type=SamplesEveryIter)],
+            default_hooks=dict(checkpoint=None, logger=None),
+            default_scope='mmengine')
+        for hook, priority in timing.hooks():
+            runner.register_hook(hook, priority=priority)
+        forward = Distiller.forward
+        runner.train()
     # Observed, not changed: no method of the model was replaced, and every
     # module and optimizer hook is gone after the run.
     assert 'train_step' not in vars(model) and Distiller.forward is forward
