@@ -173,3 +173,13 @@ def test_cycle_through_a_function_level_relative_import_is_found(tmp_path):
     assert edges[('pkg.other', 'pkg.low')] == ['pkg/other.py:1']
     assert cycles(edges) == [['pkg.high', 'pkg.low']]
     assert 'pkg/low/core.py:2' in describe(['pkg.high', 'pkg.low'], edges)
+
+
+def test_analysis_is_the_top_layer():
+    # The benchmarks and scores use the library; the library never reaches
+    # up into them.
+    edges = import_graph(osp.join(REPO, 'diffkd'), 'diffkd')
+    assert ('diffkd.analysis', 'diffkd.apis') in edges
+    users = {a: where for (a, b), where in edges.items()
+             if b == 'diffkd.analysis'}
+    assert not users, users

@@ -5,12 +5,10 @@ Runs the source dataset's transforms and the config's VAE and text
 encoders once per image and variant; training then reads the cache.
 """
 import argparse
-import sys
 
 from mmengine.config import Config, DictAction
 
-import diffkd  # noqa: F401  (registries)
-from diffkd.datasets.latent_cache import fill_latent_cache
+from diffkd.datasets.latent_cache import fill_config_latent_cache
 
 
 def parse_args(argv=None):
@@ -32,16 +30,9 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    ds = cfg.train_dataloader.dataset
-    if ds.get('type') != 'CachedLatentDataset':
-        sys.exit(f'error: {args.config}: train_dataloader.dataset is '
-                 f"{ds.get('type')!r}, not a CachedLatentDataset; nothing to "
-                 'cache')
-    return fill_latent_cache(
-        ds.cache_dir, ds.encoder.to_dict(), ds.source.to_dict(),
-        variants=ds.get('variants', 1), dtype=ds.get('dtype', 'float32'),
-        shard_size=ds.get('shard_size', 1024), batch_size=args.batch_size,
-        seed=args.seed, device=args.device)
+    return fill_config_latent_cache(cfg, batch_size=args.batch_size,
+                                    seed=args.seed, device=args.device,
+                                    name=args.config)
 
 
 if __name__ == '__main__':

@@ -8,11 +8,8 @@ then e.g. ``pipe.load_lora_weights(...)``). A LoRA run's adapter is fused
 into the weights only with ``--fuse-lora``; otherwise it is left out.
 """
 import argparse
-import os
-import os.path as osp
-import shutil
 
-from diffkd.apis import load_pipeline
+from diffkd.apis import export_pipeline
 
 
 def parse_args(argv=None):
@@ -28,17 +25,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if osp.exists(args.out_dir):
-        raise SystemExit(f'{args.out_dir} exists; choose a new folder')
-    pipe = load_pipeline(args.work_dir, base_model=args.base_model)
-    if getattr(pipe, 'get_list_adapters', None) and pipe.get_list_adapters():
-        if args.fuse_lora:
-            pipe.fuse_lora()
-        pipe.unload_lora_weights()
-    tmp = args.out_dir.rstrip('/') + '.tmp'
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    os.replace(tmp, args.out_dir)  # never a half-written pipeline
+    export_pipeline(args.work_dir, args.out_dir, base_model=args.base_model,
+                    fuse_lora=args.fuse_lora)
     print(f'wrote {args.out_dir}')
 
 

@@ -5,12 +5,11 @@ named in it, with plain diffusers, and writes one PNG per prompt and seed
 (``000_a_red_circle_seed0.png``: see ``diffkd.apis.sample_filename``).
 """
 import argparse
-import os
-import os.path as osp
+from functools import partial
 
 import torch
 
-from diffkd.apis import load_pipeline, sample_filename
+from diffkd.apis import load_pipeline, sample_images
 
 
 def parse_args(argv=None):
@@ -42,26 +41,11 @@ def main(argv=None):
     pipe = load_pipeline(args.work_dir, base_model=args.base_model,
                          torch_dtype=getattr(torch, args.dtype),
                          device=args.device)
-    os.makedirs(args.out, exist_ok=True)
-    written = []
-    seed = args.seed
-    for i, prompt in enumerate(args.prompt):
-        for _ in range(args.num_images):
-            gen = torch.Generator('cpu').manual_seed(seed)
-            image = pipe(
-                prompt,
-                negative_prompt=args.negative_prompt,
-                num_inference_steps=args.steps,
-                guidance_scale=args.guidance,
-                height=args.height,
-                width=args.width,
-                generator=gen).images[0]
-            path = osp.join(args.out, sample_filename(i, prompt, seed))
-            image.save(path)
-            written.append(path)
-            print(path, flush=True)
-            seed += 1
-    return written
+    return sample_images(
+        pipe, args.prompt, args.out, negative_prompt=args.negative_prompt,
+        steps=args.steps, guidance=args.guidance, seed=args.seed,
+        num_images=args.num_images, height=args.height, width=args.width,
+        on_saved=partial(print, flush=True))
 
 
 if __name__ == '__main__':

@@ -10,15 +10,12 @@ CHECKPOINT is a ``.pth`` file or a work dir (its latest checkpoint).
 import argparse
 import json
 import os
-import os.path as osp
-import sys
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 from diffkd.apis import check_config
-from diffkd.apis.config import load_run_config
-from diffkd.registry import RUNNERS
+from diffkd.apis.config import evaluation_config
+from diffkd.apis.train import build_runner
 
 
 def parse_args(argv=None):
@@ -47,41 +44,14 @@ def parse_args(argv=None):
     return args
 
 
-def resolve_checkpoint(path: str) -> str:
-    """A .pth file as is; a work dir -> the checkpoint it last wrote."""
-    if osp.isdir(path):
-        marker = osp.join(path, 'last_checkpoint')
-        if not osp.isfile(marker):
-            sys.exit(f'error: {path} holds no last_checkpoint (is it the '
-                     'work dir of a run that saved a checkpoint?)')
-        with open(marker) as f:
-            return f.read().strip()
-    if not osp.isfile(path):
-        sys.exit(f'error: checkpoint {path} does not exist')
-    return path
-
-
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_run_config(args.config, args.work_dir, args.cfg_options,
-                          args.launcher)
-    for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
-        if cfg.get(key) is None:
-            sys.exit(f'error: {args.config} has no {key}; inherit '
-                     "'configs/_base_/evaluation/...' or define it")
-    cfg.load_from = resolve_checkpoint(args.checkpoint) \
-        if args.checkpoint else None
-    cfg.resume = False
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') == 'TestOutputsHook' for h in hooks):
-        hooks.append(
-            dict(type='TestOutputsHook', save_images=not args.no_images))
-    cfg.custom_hooks = hooks
+    cfg = evaluation_config(args.config, args.checkpoint, args.work_dir,
+                            args.cfg_options, args.launcher,
+                            save_images=not args.no_images)
     check_config(cfg)  # every type= and key, before anything is built
     # DiffusionRunner (default_runtime.py) reads the checkpoint as data.
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
-        else Runner.from_cfg(cfg)
-    metrics = runner.test()
+    metrics = build_runner(cfg).test()
     metrics = {k: float(v) for k, v in metrics.items()}
     print(json.dumps(metrics, indent=2))
     if args.out:

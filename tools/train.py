@@ -14,23 +14,16 @@ SIGINT after writing a resumable checkpoint; 1 on any error (the message is
 printed last). See docs/reliability.md.
 """
 import argparse
-import contextlib
 import os
 import sys
 import traceback
 
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
 from diffkd.apis import check_config
-from diffkd.apis.config import load_run_config
-from diffkd.engine.distributed import init_distributed
+from diffkd.apis.config import train_config
+from diffkd.apis.train import build_runner, run_training
 from diffkd.engine.errors import RunStopped
-from diffkd.engine.hooks import SignalCheckpointHook
-from diffkd.registry import RUNNERS
-
-# optimizer wrappers whose precision --amp sets (diffkd/engine/optim.py)
-AMP_WRAPPERS = ('DiffusionOptimWrapper', 'AutocastOptimWrapper')
 
 
 def parse_args(argv=None):
@@ -67,54 +60,12 @@ def parse_args(argv=None):
     return args
 
 
-def build_config(args) -> Config:
-    cfg = load_run_config(args.config, args.work_dir, args.cfg_options,
-                          args.launcher)
-    if args.amp and cfg.optim_wrapper.get('dtype') is None:
-        wrapper = cfg.optim_wrapper.get('type')
-        if wrapper not in AMP_WRAPPERS:
-            sys.exit(f'error: --amp sets optim_wrapper.dtype of a '
-                     f'DiffusionOptimWrapper; {args.config} uses {wrapper}, '
-                     'whose precision is set in the config itself')
-        cfg.optim_wrapper.dtype = 'auto'
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
-    return cfg
-
-
-def build_runner(cfg: Config):
-    if cfg.launcher != 'none':
-        # Before the runner: mmengine's own set-up needs CUDA.
-        init_distributed(cfg.launcher,
-                         **cfg.get('env_cfg', {}).get('dist_cfg', {}))
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)  # DiffusionRunner, DiffusionFlexibleRunner
-    return Runner.from_cfg(cfg)
-
-
 def main(argv=None):
     args = parse_args(argv)
-    cfg = build_config(args)
+    cfg = train_config(args.config, args.work_dir, args.cfg_options,
+                       args.launcher, amp=args.amp, resume=args.resume)
     check_config(cfg)  # every type= and key, before anything is built
-    runner = build_runner(cfg)
-    try:
-        runner.train()
-    except RunStopped:
-        # A deliberate stop (signal, NaN loss, full disk): close the
-        # visualizer so TensorBoard and local logs are complete.
-        with contextlib.suppress(Exception):
-            runner.call_hook('after_run')
-        raise
-    finally:
-        # SIGTERM/SIGINT get their previous handlers back, however training
-        # ended.
-        for hook in runner.hooks:
-            if isinstance(hook, SignalCheckpointHook):
-                hook.restore()
+    run_training(build_runner(cfg))
 
 
 def run(argv=None) -> int:

@@ -2,7 +2,7 @@
 import importlib.util
 import os.path as osp
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from mmengine.config import Config
@@ -36,6 +36,74 @@ def load_run_config(path: str,
         if not any(b.get('type') == 'TensorboardVisBackend'
                    for b in backends):
             backends.append(dict(type='TensorboardVisBackend'))
+    return cfg
+
+
+# optimizer wrappers whose precision --amp sets (diffkd/engine/optim.py)
+AMP_WRAPPERS = ('DiffusionOptimWrapper', 'AutocastOptimWrapper')
+
+
+def train_config(config: str,
+                 work_dir: Optional[str] = None,
+                 cfg_options: Optional[dict] = None,
+                 launcher: str = 'none',
+                 amp: bool = False,
+                 resume: Union[None, bool, str] = None) -> Config:
+    """The config ``tools/train.py`` trains: :func:`load_run_config`, then
+    ``amp`` as ``optim_wrapper.dtype='auto'`` (a config that sets a dtype
+    keeps it) and ``resume`` (``'auto'`` or True: the work dir's latest
+    checkpoint; a path: that checkpoint) as ``resume``/``load_from``."""
+    cfg = load_run_config(config, work_dir, cfg_options, launcher)
+    if amp and cfg.optim_wrapper.get('dtype') is None:
+        wrapper = cfg.optim_wrapper.get('type')
+        if wrapper not in AMP_WRAPPERS:
+            sys.exit(f'error: --amp sets optim_wrapper.dtype of a '
+                     f'DiffusionOptimWrapper; {config} uses {wrapper}, '
+                     'whose precision is set in the config itself')
+        cfg.optim_wrapper.dtype = 'auto'
+    if resume is True or resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume:
+        cfg.resume = True
+        cfg.load_from = resume
+    return cfg
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A .pth file as is; a work dir -> the checkpoint it last wrote."""
+    if osp.isdir(path):
+        marker = osp.join(path, 'last_checkpoint')
+        if not osp.isfile(marker):
+            sys.exit(f'error: {path} holds no last_checkpoint (is it the '
+                     'work dir of a run that saved a checkpoint?)')
+        with open(marker) as f:
+            return f.read().strip()
+    if not osp.isfile(path):
+        sys.exit(f'error: checkpoint {path} does not exist')
+    return path
+
+
+def evaluation_config(config: str,
+                checkpoint: Optional[str] = None,
+                work_dir: Optional[str] = None,
+                cfg_options: Optional[dict] = None,
+                launcher: str = 'none',
+                save_images: bool = True) -> Config:
+    """The config ``tools/test.py`` evaluates: :func:`load_run_config`, the
+    weights of ``checkpoint`` (a .pth file or a work dir; None: the
+    config's own) and a ``TestOutputsHook`` unless the config has one."""
+    cfg = load_run_config(config, work_dir, cfg_options, launcher)
+    for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
+        if cfg.get(key) is None:
+            sys.exit(f'error: {config} has no {key}; inherit '
+                     "'configs/_base_/evaluation/...' or define it")
+    cfg.load_from = resolve_checkpoint(checkpoint) if checkpoint else None
+    cfg.resume = False
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'TestOutputsHook' for h in hooks):
+        hooks.append(dict(type='TestOutputsHook', save_images=save_images))
+    cfg.custom_hooks = hooks
     return cfg
 
 

@@ -1,10 +1,11 @@
-"""Load what a training run exported as a plain diffusers pipeline, and
-name the images sampled from it."""
+"""Load what a training run exported as a plain diffusers pipeline, sample
+and name images from it, and write it as a complete diffusers folder."""
 import json
 import os
 import os.path as osp
+import shutil
 import unicodedata
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -133,3 +134,57 @@ def _load_lora(pipe, export: str) -> None:
                 f'cannot load the LoRA of {export}: weight file {files}. '
                 'Re-download or re-export it.') from err
         raise
+
+
+def sample_images(pipe, prompts: Sequence[str], out_dir: str,
+                  negative_prompt: Optional[str] = None, steps: int = 25,
+                  guidance: float = 7.5, seed: int = 0, num_images: int = 1,
+                  height: Optional[int] = None, width: Optional[int] = None,
+                  on_saved: Optional[Callable[[str], None]] = None
+                  ) -> List[str]:
+    """Sample ``num_images`` per prompt, the first with ``seed`` and each
+    next one with the next seed (a CPU generator: the same images on any
+    device), into ``out_dir`` as :func:`sample_filename` names them.
+    Returns the paths; ``on_saved`` is called with each as it is written."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for i, prompt in enumerate(prompts):
+        for _ in range(num_images):
+            gen = torch.Generator('cpu').manual_seed(seed)
+            image = pipe(
+                prompt,
+                negative_prompt=negative_prompt,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                height=height,
+                width=width,
+                generator=gen).images[0]
+            path = osp.join(out_dir, sample_filename(i, prompt, seed))
+            image.save(path)
+            written.append(path)
+            if on_saved is not None:
+                on_saved(path)
+            seed += 1
+    return written
+
+
+def export_pipeline(path: str, out_dir: str,
+                    base_model: Optional[str] = None,
+                    fuse_lora: bool = False) -> str:
+    """Write the pipeline :func:`load_pipeline` makes of ``path`` as a
+    complete diffusers folder ``out_dir`` (which must not exist). A LoRA
+    export is merged into the weights with ``fuse_lora``, else left out.
+    The folder is written under a temporary name and renamed: never a
+    half-written pipeline."""
+    if osp.exists(out_dir):
+        raise SystemExit(f'{out_dir} exists; choose a new folder')
+    pipe = load_pipeline(path, base_model=base_model)
+    if getattr(pipe, 'get_list_adapters', None) and pipe.get_list_adapters():
+        if fuse_lora:
+            pipe.fuse_lora()
+        pipe.unload_lora_weights()
+    tmp = out_dir.rstrip('/') + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    os.replace(tmp, out_dir)
+    return out_dir

@@ -27,6 +27,7 @@ import os
 import os.path as osp
 import random
 import shutil
+import sys
 import tempfile
 from typing import Dict, List, Optional
 
@@ -205,6 +206,25 @@ def fill_latent_cache(cache_dir: str, encoder: Dict, source: Dict,
     print_log(f'latent cache: {len(records)} records of {len(dataset)} '
               f'images in {cache_dir}', logger='current')
     return cache_dir
+
+
+def fill_config_latent_cache(cfg, batch_size: int = 16, seed: int = 0,
+                              device: Optional[str] = None,
+                              name: Optional[str] = None) -> str:
+    """:func:`fill_latent_cache` for a config whose training dataset is a
+    ``CachedLatentDataset`` (``tools/cache_latents.py``): its cache dir,
+    encoder, source, variants, dtype and shard size. ``name``: the config
+    file, for the message when its dataset caches nothing."""
+    ds = cfg.train_dataloader.dataset
+    if ds.get('type') != 'CachedLatentDataset':
+        sys.exit(f'error: {name or "the config"}: train_dataloader.dataset '
+                 f"is {ds.get('type')!r}, not a CachedLatentDataset; "
+                 'nothing to cache')
+    return fill_latent_cache(
+        ds.cache_dir, ds.encoder.to_dict(), ds.source.to_dict(),
+        variants=ds.get('variants', 1), dtype=ds.get('dtype', 'float32'),
+        shard_size=ds.get('shard_size', 1024), batch_size=batch_size,
+        seed=seed, device=device)
 
 
 def _jsonable(value):

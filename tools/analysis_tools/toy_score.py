@@ -8,17 +8,7 @@ import argparse
 import json
 import sys
 
-from diffkd.apis import load_pipeline
-from diffkd.evaluation.toy import (evaluate_toy_pipeline, latent_distance,
-                                   sample_grid, toy_prompts)
-from diffkd.utils.hub import resolve_model_path
-
-
-def _load(path):
-    if path.startswith('diffkd-toy/'):
-        from diffusers import DiffusionPipeline
-        return DiffusionPipeline.from_pretrained(resolve_model_path(path))
-    return load_pipeline(path)
+from diffkd.analysis.toy_scores import toy_score
 
 
 def main(argv=None):
@@ -31,19 +21,9 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--grid', help='save the samples as one PNG grid here')
     args = p.parse_args(argv)
-    prompts = toy_prompts(args.num_prompts)
-    kw = dict(seed=args.seed, steps=args.steps, guidance=args.guidance)
-    pipe = _load(args.work_dir)
-    res = evaluate_toy_pipeline(pipe, prompts, **kw)
-    images = res.pop('images')
-    res.pop('readings')
-    res.pop('prompts')
-    res['num_prompts'] = len(prompts)
-    if args.against:
-        res['latent_mse_vs_other'] = latent_distance(
-            pipe, _load(args.against), prompts, **kw)
-    if args.grid:
-        sample_grid(images, cols=10).save(args.grid)
+    res = toy_score(args.work_dir, args.against, args.num_prompts,
+                    steps=args.steps, guidance=args.guidance, seed=args.seed,
+                    grid=args.grid)
     json.dump(res, sys.stdout, indent=2)
     sys.stdout.write('\n')
     return res
