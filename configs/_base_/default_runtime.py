@@ -23,6 +23,9 @@ default_hooks = dict(
         max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     random_state=dict(type='RandomStateHook'),
+    # Streaming datasets: the stream's position in every checkpoint, so
+    # --resume goes on where it stopped (no-op for map-style datasets).
+    stream_position=dict(type='StreamPositionHook'),
     # SIGTERM/SIGINT: checkpoint at the end of the iteration, exit 143/130.
     signal=dict(type='SignalCheckpointHook'),
     # NaN/inf loss: the step is never applied; mode='stop' | 'skip' | 'off'.

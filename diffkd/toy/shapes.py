@@ -118,3 +118,63 @@ def make_shapes_dataset(out_dir: str,
     os.replace(tmp, osp.join(out_dir, 'metadata.jsonl'))
     return out_dir
 
+
+
+# The multi-aspect set's image sizes (h, w): square, landscape and
+# portrait, some exactly a toy bucket (32x32, 32x48, 48x32), some not, so
+# resizing to cover and cropping are both exercised.
+MULTIASPECT_SIZES: Tuple[Tuple[int, int], ...] = (
+    (32, 32), (40, 40), (32, 48), (48, 32), (40, 60), (60, 40), (34, 44),
+    (44, 34))
+
+
+def render_shape_rect(colour: str, shape: str, background: str,
+                      height: int, width: int,
+                      rng: random.Random) -> Image.Image:
+    """A shape on a ``width`` x ``height`` canvas: scaled to the short
+    side, placed anywhere along the long one."""
+    img = Image.new('RGB', (width, height), COLOURS[background])
+    draw = ImageDraw.Draw(img)
+    side = min(width, height)
+    extent = side * rng.uniform(0.45, 0.65)
+    half = extent / 2
+    cx = rng.uniform(half + 1, width - half - 1)
+    cy = rng.uniform(half + 1, height - half - 1)
+    box = [cx - half, cy - half, cx + half, cy + half]
+    fill = COLOURS[colour]
+    if shape == 'circle':
+        draw.ellipse(box, fill=fill)
+    elif shape == 'square':
+        draw.rectangle(box, fill=fill)
+    elif shape == 'triangle':
+        draw.polygon([(cx, cy - half), (cx + half, cy + half),
+                      (cx - half, cy + half)], fill=fill)
+    else:
+        raise ValueError(f'unknown toy shape {shape!r}; known: {SHAPES}')
+    return img
+
+
+def make_multiaspect_shards(out_dir: str, num_images: int = 512,
+                            samples_per_shard: int = 32,
+                            seed: int = 2) -> Dict:
+    """Write ``num_images`` captioned shapes of the sizes in
+    :data:`MULTIASPECT_SIZES` as WebDataset shards (img2dataset layout,
+    ``00000.tar`` ...) with a manifest; returns the manifest."""
+    import io as _io
+
+    from diffkd.datasets.shard_writer import write_shards
+    rng = random.Random(seed)
+    combos = all_combinations()
+
+    def rows():
+        for i in range(num_images):
+            colour, shape, bg = combos[rng.randrange(len(combos))]
+            h, w = MULTIASPECT_SIZES[i % len(MULTIASPECT_SIZES)]
+            buf = _io.BytesIO()
+            render_shape_rect(colour, shape, bg, h, w, rng).save(buf, 'PNG')
+            yield dict(where=f'toy image {i}',
+                       image=dict(bytes=buf.getvalue(), path=f'{i:05d}.png'),
+                       caption=caption_for(colour, shape, bg))
+
+    return write_shards(rows(), out_dir, samples_per_shard,
+                        bucket_presets=('toy', ))

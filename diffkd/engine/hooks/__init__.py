@@ -4,13 +4,15 @@ from .export_hook import DiffusersExportHook, export_model
 from .nonfinite_hook import NonFiniteLossHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 from .signal_hook import SignalCheckpointHook
+from .stream_hook import StreamPositionHook
 from .teacher_hook import TeacherScheduleHook
 from .test_outputs_hook import TestOutputsHook
 from .visualization_hook import VisualizationHook, make_grid
 
 __all__ = [
     'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'NonFiniteLossHook',
-    'SafeCheckpointHook', 'SignalCheckpointHook', 'TeacherScheduleHook',
+    'SafeCheckpointHook', 'SignalCheckpointHook', 'StreamPositionHook',
+    'TeacherScheduleHook',
     'TestOutputsHook', 'TrainableEMAHook', 'TrainableParameters',
     'VisualizationHook',
     'export_model', 'make_grid'
