@@ -64,18 +64,27 @@ class ShardError(DataError):
 
 
 def expand_shards(shards) -> List[str]:
-    """A list of shard URLs from a pattern (braces, ``::``-joined) or a
-    list of patterns."""
+    """A list of shard URLs from a pattern or a list of patterns: braces
+    (``{00000..00211}.tar``), ``::``-joined lists (webdataset's
+    ``expand_urls``), or a local glob (``data/laion/*.tar``, sorted: the
+    count img2dataset wrote need not be known)."""
+    import glob
+
     from webdataset.shardlists import expand_urls
 
     from diffkd.utils.hub import TOY_PREFIX, resolve_model_path
     patterns = [shards] if isinstance(shards, str) else list(shards)
     urls: List[str] = []
     for pattern in patterns:
-        if pattern.startswith(TOY_PREFIX):  # diffkd-toy/<asset>/<files>
-            asset, _, rest = pattern[len(TOY_PREFIX):].partition('/')
-            pattern = osp.join(resolve_model_path(TOY_PREFIX + asset), rest)
-        urls.extend(expand_urls(pattern))
+        for part in pattern.split('::'):
+            if part.startswith(TOY_PREFIX):  # diffkd-toy/<asset>/<files>
+                asset, _, rest = part[len(TOY_PREFIX):].partition('/')
+                part = osp.join(resolve_model_path(TOY_PREFIX + asset), rest)
+            if '://' not in part and not part.startswith('pipe:') and any(
+                    c in part for c in '*?['):
+                urls.extend(sorted(glob.glob(osp.expanduser(part))))
+            else:
+                urls.extend(expand_urls(part))
     return urls
 
 
@@ -254,7 +263,11 @@ class WebDatasetShards(IterableDataset):
                  num_samples: Optional[int] = None):
         self.shards = expand_shards(shards)
         if not self.shards:
-            raise DataError(f'WebDatasetShards: {shards!r} names no shard')
+            raise DataError(
+                f'WebDatasetShards: {shards!r} names no shard (a glob that '
+                'matches no file?); build shards with img2dataset '
+                '(--output_format webdataset) or '
+                'tools/dataset_converters/images_to_shards.py')
         missing = [u for u in self.shards
                    if '://' not in u and not u.startswith('pipe:')
                    and not osp.exists(u)]
