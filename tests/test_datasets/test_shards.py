@@ -18,8 +18,8 @@ from mmengine.registry import DefaultScope
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from diffkd.datasets import (AspectRatioBuckets, BucketBatchSampler,
-                             ShardError, WebDatasetShards, stream_collate)
+from diffkd.datasets import (AspectRatioBuckets, ShardError,
+                             WebDatasetShards, stream_collate)
 from diffkd.datasets.buckets import BucketResizeCrop
 from diffkd.datasets.shard_writer import imagefolder_rows, write_shards
 from diffkd.datasets.shards import split_shards
@@ -241,16 +241,21 @@ def test_map_style_bucket_batches_are_one_shape(tmp_path):
             open(folder / 'images' / f'{i}.png', 'wb').write(png(h, w, i))
             f.write(json.dumps(dict(file_name=f'images/{i}.png',
                                     text=f'image {i}')) + '\n')
-    from mmengine.dataset import DefaultSampler
-    from diffkd.datasets import HFImageTextDataset
+    from mmengine.runner import Runner
     pipeline = TOY[:-1] + [dict(type='PackInputs', keys=['img'],
                                 meta_keys=['sample_idx'])]
-    ds = HFImageTextDataset(str(folder), pipeline=pipeline,
-                            cache_dir=str(tmp_path / 'hf'))
-    sampler = BucketBatchSampler(DefaultSampler(ds, shuffle=True, seed=0),
-                                 batch_size=2)
+    # Built as the Runner builds a config's dataloader.
+    loader = Runner.build_dataloader(dict(
+        batch_size=2,
+        sampler=dict(type='DefaultSampler', shuffle=True),
+        batch_sampler=dict(type='BucketBatchSampler'),
+        collate_fn=dict(type='default_collate'),
+        dataset=dict(type='HFImageTextDataset', dataset=str(folder),
+                     pipeline=pipeline, cache_dir=str(tmp_path / 'hf'))),
+        seed=0)
+    ds = loader.dataset
     seen = []
-    for batch in DataLoader(ds, batch_sampler=sampler):
+    for batch in loader:
         assert batch['inputs']['img'].ndim == 4  # stacked: one shape
         seen += batch['data_samples']['sample_idx'].tolist()
     buckets = BucketResizeCrop('toy').buckets
