@@ -38,7 +38,6 @@ Resuming: every batch carries its position (``batch['stream']``) and
 the training loop consumed from each worker of each rank; a resumed run
 continues each worker's stream after it (see :meth:`load_state_dict`).
 """
-import io
 import json
 import logging
 import os.path as osp
@@ -236,7 +235,9 @@ class WebDatasetShards(IterableDataset):
             shape.
         shuffle_buffer: samples a worker shuffles among (0: shard order).
         shuffle_shards: shuffle the shard order each epoch.
-        infinite: go on with the next epoch (else stop after one).
+        infinite: go on with the next epoch (iteration-based training);
+            else stop after one (one pass, e.g. for a tool: a new
+            iterator starts at epoch 0 again).
         seed: of the shard and sample shuffles.
         fatal: stop at the first unusable sample or shard, naming it,
             instead of skipping it.

@@ -158,23 +158,41 @@ def make_multiaspect_shards(out_dir: str, num_images: int = 512,
                             samples_per_shard: int = 32,
                             seed: int = 2) -> Dict:
     """Write ``num_images`` captioned shapes of the sizes in
-    :data:`MULTIASPECT_SIZES` as WebDataset shards (img2dataset layout,
-    ``00000.tar`` ...) with a manifest; returns the manifest."""
-    import io as _io
+    :data:`MULTIASPECT_SIZES` as WebDataset shards in img2dataset's layout
+    (``00000.tar`` ...: ``KEY.png``, ``KEY.txt``, ``KEY.json``) and a
+    ``manifest.json`` as ``images_to_shards.py`` writes it (sample count,
+    shards, size histogram); returns the manifest."""
+    import io
+    from collections import Counter
 
-    from diffkd.datasets.shard_writer import write_shards
+    import webdataset as wds
     rng = random.Random(seed)
     combos = all_combinations()
-
-    def rows():
-        for i in range(num_images):
-            colour, shape, bg = combos[rng.randrange(len(combos))]
-            h, w = MULTIASPECT_SIZES[i % len(MULTIASPECT_SIZES)]
-            buf = _io.BytesIO()
-            render_shape_rect(colour, shape, bg, h, w, rng).save(buf, 'PNG')
-            yield dict(where=f'toy image {i}',
-                       image=dict(bytes=buf.getvalue(), path=f'{i:05d}.png'),
-                       caption=caption_for(colour, shape, bg))
-
-    return write_shards(rows(), out_dir, samples_per_shard,
-                        bucket_presets=('toy', ))
+    os.makedirs(out_dir, exist_ok=True)
+    shards, sizes = [], Counter()
+    for first in range(0, num_images, samples_per_shard):
+        name = f'{first // samples_per_shard:05d}.tar'
+        count = 0
+        with wds.TarWriter(osp.join(out_dir, name), mtime=0) as sink:
+            for i in range(first, min(first + samples_per_shard,
+                                      num_images)):
+                colour, shape, bg = combos[rng.randrange(len(combos))]
+                h, w = MULTIASPECT_SIZES[i % len(MULTIASPECT_SIZES)]
+                buf = io.BytesIO()
+                render_shape_rect(colour, shape, bg, h, w, rng).save(
+                    buf, 'PNG')
+                caption = caption_for(colour, shape, bg)
+                sink.write({'__key__': f'{i:09d}', 'png': buf.getvalue(),
+                            'txt': caption.encode(),
+                            'json': json.dumps(dict(
+                                caption=caption, width=w, height=h)).encode()})
+                sizes[f'{h}x{w}'] += 1
+                count += 1
+        shards.append(dict(name=name, count=count))
+    manifest = dict(
+        num_samples=num_images, num_skipped=0, skipped=[], shards=shards,
+        pattern=f'{{00000..{len(shards) - 1:05d}}}.tar',
+        size_histogram=dict(sorted(sizes.items())))
+    with open(osp.join(out_dir, 'manifest.json'), 'w') as f:
+        json.dump(manifest, f, indent=1)
+    return manifest

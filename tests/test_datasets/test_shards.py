@@ -114,8 +114,10 @@ def _ddp_worker(rank, shards, out, port):
 def test_two_process_ddp_epoch_sees_disjoint_samples(tmp_path):
     shards = make_shards(tmp_path / 'shards', n=72, per_shard=6)  # 12
     port = random.randint(20000, 40000)
-    torch.multiprocessing.spawn(_ddp_worker, args=(shards, str(tmp_path),
-                                                   port), nprocs=2)
+    # fork: the two ranks start without importing everything again
+    torch.multiprocessing.start_processes(
+        _ddp_worker, args=(shards, str(tmp_path), port), nprocs=2,
+        start_method='fork')
     ranks = [json.load(open(tmp_path / f'rank{r}.json')) for r in range(2)]
     assert all(ranks)
     flat = ranks[0] + ranks[1]
@@ -362,7 +364,8 @@ def test_sigterm_then_resume_sees_the_keys_of_one_straight_run(tmp_path):
             'train_dataloader.dataset.batch_size=8',
             'model.student.model=diffkd-toy/sdxl',
             'model.teacher.model=diffkd-toy/sdxl',
-            'default_hooks.checkpoint.interval=100']
+            'default_hooks.checkpoint.interval=2',
+            'default_hooks.checkpoint.max_keep_ckpts=-1']
     straight = run_config(str(config), tmp_path / 'straight', *opts,
                           'custom_hooks.1.at_iter=0')
     with pytest.raises(TrainingInterrupted):
@@ -375,6 +378,10 @@ def test_sigterm_then_resume_sees_the_keys_of_one_straight_run(tmp_path):
     assert [(p['worker'], p['epoch'], p['index'], p['count'])
             for p in ckpt['stream_positions']['positions']] == [
                 (0, 0, 1, 2), (1, 0, 0, 1)]
+    # The interval checkpoint holds the batch of its own iteration too.
+    ckpt = read_checkpoint(str(tmp_path / 'split' / 'iter_2.pth'))
+    assert [p['count'] for p in ckpt['stream_positions']['positions']] == [
+        1, 1]
     run_config(str(config), tmp_path / 'split', *opts,
                'custom_hooks.1.at_iter=0', resume=True)
     logs = [open(osp.join(root, n)).read()

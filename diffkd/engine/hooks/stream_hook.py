@@ -39,27 +39,23 @@ class StreamPositionHook(Hook):
         return max(1, runner.train_dataloader.num_workers)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        stream = (data_batch or {}).get('stream') \
-            if isinstance(data_batch, dict) else None
-        if stream and stream.get('placeholder'):
+        # Recorded before the step, so any checkpoint written after it
+        # (whatever the hooks' order) includes this batch.
+        if not (isinstance(data_batch, dict) and 'stream' in data_batch):
+            return  # not a streaming dataset (the same on every rank)
+        stream = data_batch['stream']
+        if stream.get('placeholder'):
             raise RuntimeError(
                 'a stream placeholder reached training at iteration '
                 f'{runner.iter}: the training loop skipped fewer batches on '
                 'resume than it had trained (StreamPositionHook expects '
                 "mmengine's IterBasedTrainLoop behaviour)")
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        if not (isinstance(data_batch, dict) and 'stream' in data_batch):
-            return  # not a streaming dataset (the same on every rank)
-        stream = data_batch['stream']
         _, world = get_dist_info()
-        mine = dict(stream) if stream and not stream.get('placeholder') \
-            else None
-        # Every rank's position goes into the one file rank 0 writes.
-        for pos in (all_gather_object(mine) if world > 1 else [mine]):
-            if pos is not None:
-                self.positions[(pos['rank'], pos['worker'])] = pos
+        # Every rank's position goes into the one file rank 0 writes (a
+        # small collective per iteration).
+        for pos in (all_gather_object(dict(stream)) if world > 1
+                    else [stream]):
+            self.positions[(pos['rank'], pos['worker'])] = dict(pos)
 
     def before_save_checkpoint(self, runner, checkpoint):
         if not self.positions:
