@@ -221,7 +221,8 @@ class BucketBatchSampler(Sampler):
     wait in per-bucket buffers until a bucket holds ``batch_size``. The
     buckets are those of the ``BucketResizeCrop`` in the dataset's
     pipeline; image sizes come from ``dataset.image_sizes()`` (headers
-    only).
+    only). A ``CachedLatentDataset`` filled through such a pipeline gives
+    each image's bucket itself (``buckets_of()``).
 
     Args:
         drop_last: drop each bucket's last, incomplete batch of an epoch
@@ -233,15 +234,18 @@ class BucketBatchSampler(Sampler):
         self.batch_size = batch_size
         self.drop_last = drop_last
         dataset = getattr(sampler, 'dataset', None)
+        if hasattr(dataset, 'buckets_of'):  # a bucketed latent cache
+            self.bucket_of = dataset.buckets_of()
+            return
         pipeline = getattr(getattr(dataset, 'pipeline', None), 'transforms',
                            None)
         buckets = pipeline_buckets(pipeline or [])
         if buckets is None or not hasattr(dataset, 'image_sizes'):
             raise ValueError(
                 'BucketBatchSampler needs a dataset with image_sizes() (e.g. '
-                'HFImageTextDataset) whose pipeline has BucketResizeCrop; '
-                f'got {type(dataset).__name__} with pipeline {pipeline}')
-        self.buckets = buckets
+                'HFImageTextDataset) whose pipeline has BucketResizeCrop, or '
+                'a CachedLatentDataset; got '
+                f'{type(dataset).__name__} with pipeline {pipeline}')
         self.bucket_of = [buckets.assign(h, w)
                           for h, w in dataset.image_sizes()]
 
