@@ -3,9 +3,10 @@
 The shard layout is img2dataset's: each sample is ``KEY.jpg`` (or
 ``.jpeg``/``.png``/``.webp``) with ``KEY.txt`` and/or ``KEY.json`` (the
 caption, and img2dataset's ``original_width``/``original_height``, which
-become SDXL's original size). Shards are local paths, brace patterns
-(``data/laion/{00000..00211}.tar``), ``::``-joined lists or any URL
-``webdataset.gopen`` opens (``pipe:``, fsspec).
+become SDXL's original size). Shards are local paths or globs, brace
+patterns (``data/laion/{00000..00211}.tar``), ``::``-joined lists, URLs
+``webdataset.gopen`` opens (``pipe:``, ``http(s)://``, ``gs://``, ...)
+and any other fsspec URL (``s3://``, ...).
 
 How one epoch is read (:class:`WebDatasetShards`):
 
@@ -135,10 +136,17 @@ def read_shard(url: str) -> Iterator[Tuple[str, Dict[str, bytes]]]:
     """``(key, {extension: bytes})`` of each sample in one tar shard, in
     order, read with ``webdataset``; errors (truncated or unreadable
     shard) propagate."""
-    from webdataset.gopen import gopen
+    from urllib.parse import urlparse
+
+    from webdataset.gopen import gopen, gopen_schemes
     from webdataset.handlers import reraise_exception
     from webdataset.tariterators import base_plus_ext, tar_file_iterator
-    stream = gopen(url)
+    scheme = urlparse(url).scheme
+    if scheme not in ('', 'file') and scheme not in gopen_schemes:
+        import fsspec  # s3://, gcs://, memory://, ...: fsspec's filesystems
+        stream = fsspec.open(url, 'rb').open()
+    else:
+        stream = gopen(url)
     try:
         key, members = None, {}
         for member in tar_file_iterator(stream, handler=reraise_exception):

@@ -94,6 +94,18 @@ def test_ranks_and_workers_read_disjoint_samples_and_all_of_them(tmp_path):
     assert split_shards(list('abcdefgh'), 1, 2, 0, 2) == ['c', 'g']
 
 
+def test_shards_from_an_fsspec_url(tmp_path):
+    import fsspec
+    folder = tmp_path / 'shards'
+    make_shards(folder, n=12, per_shard=6)
+    fs = fsspec.filesystem('memory')
+    for name in ('00000.tar', '00001.tar'):
+        fs.pipe(f'/d15/{name}', (folder / name).read_bytes())
+    ds = WebDatasetShards('memory://d15/{00000..00001}.tar', batch_size=1,
+                          infinite=False, num_samples=12)
+    assert sorted(raw_keys(ds, 0, 1, 0, 1)) == sorted(all_keys(12))
+
+
 def _ddp_worker(rank, shards, out, port):
     import torch.distributed as dist
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
