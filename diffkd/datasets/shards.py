@@ -254,8 +254,10 @@ class WebDatasetShards(IterableDataset):
             epoch and rank, which mmengine's schedulers ask for); default:
             read from the shards' ``manifest.json``
             (``images_to_shards.py``) or img2dataset's ``*_stats.json``.
-        meta_keys: added to each sample for ``PackInputs``: ``key`` (the
-            sample's key) and ``shard`` (its URL).
+
+    Each sample reaches the pipeline with ``key`` and ``shard`` (its URL)
+    besides ``img``, ``text`` and ``ori_shape``: name them in
+    ``PackInputs(meta_keys=...)`` to keep them in the batch.
     """
 
     def __init__(self,
@@ -300,7 +302,6 @@ class WebDatasetShards(IterableDataset):
             count_samples(self.shards)
         # {(rank, worker): position} to continue from (load_state_dict).
         self._resume: Dict[Tuple[int, int], Dict] = {}
-        self._rank_world: Optional[Tuple[int, int]] = None
         self._built_on = get_dist_info()
 
     def __len__(self) -> int:
@@ -312,7 +313,7 @@ class WebDatasetShards(IterableDataset):
                 'manifest.json of tools/dataset_converters/'
                 'images_to_shards.py and no img2dataset *_stats.json next '
                 'to the shards); set num_samples in the dataset config')
-        _, world = self._rank_world or get_dist_info()
+        _, world = get_dist_info()
         return max(1, self.num_samples // (self.batch_size * world))
 
     # ------------------------------------------------------------ faults
@@ -385,7 +386,7 @@ class WebDatasetShards(IterableDataset):
 
     def _where(self) -> Tuple[int, int, int, int]:
         info = get_worker_info()
-        rank, world = self._rank_world or get_dist_info()
+        rank, world = get_dist_info()
         if info is not None and world == 1:
             # A worker may not see the process group: the rank it was
             # built on then stands.
