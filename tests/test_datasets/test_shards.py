@@ -333,6 +333,28 @@ def test_a_resumed_stream_answers_the_skipped_batches_with_placeholders(
         b['data_samples']['key'] for b in straight[3:]]
 
 
+def test_positions_that_do_not_add_up_start_the_stream_over():
+    from types import SimpleNamespace
+
+    from diffkd.engine.hooks import StreamPositionHook
+    runner = SimpleNamespace(train_dataloader=SimpleNamespace(num_workers=2))
+    state = dict(world_size=1, num_workers=2, positions=[
+        dict(rank=0, worker=0, epoch=0, index=1, count=2),
+        dict(rank=0, worker=1, epoch=0, index=0, count=1)])
+    hook = StreamPositionHook()
+    hook.after_load_checkpoint(runner, dict(stream_positions=state,
+                                            meta=dict(iter=3)))
+    assert hook._pending is state
+    hook = StreamPositionHook()
+    hook.after_load_checkpoint(runner, dict(stream_positions=state,
+                                            meta=dict(iter=4)))
+    assert hook._pending is None and not hook.positions
+    runner.train_dataloader.num_workers = 4  # other workers: over again
+    hook.after_load_checkpoint(runner, dict(stream_positions=state,
+                                            meta=dict(iter=3)))
+    assert hook._pending is None
+
+
 @HOOKS.register_module(force=True)
 class KeyLogHook(Hook):
     """Append the keys of every trained batch to ``keys.jsonl``."""

@@ -78,6 +78,18 @@ class StreamPositionHook(Hook):
                 f'worker(s), this run has {world} x {workers}: the stream '
                 'starts over', logger='current', level=logging.WARNING)
             return
+        # One batch per iteration: this rank's workers gave as many batches
+        # as were trained, which the loop skips on resume.
+        given = sum(p['count'] for p in state['positions']
+                    if p['rank'] == rank)
+        trained = checkpoint.get('meta', {}).get('iter')
+        if trained is not None and given != trained:
+            print_log(
+                f'the checkpoint\'s stream positions of rank {rank} account '
+                f'for {given} batch(es), its iteration is {trained}: the '
+                'stream starts over', logger='current',
+                level=logging.WARNING)
+            return
         self.positions = {(p['rank'], p['worker']): p
                           for p in state['positions']}
         self._pending = state
