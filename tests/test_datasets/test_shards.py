@@ -355,6 +355,27 @@ def test_positions_that_do_not_add_up_start_the_stream_over():
     assert hook._pending is None
 
 
+def test_a_saved_datasets_folder_becomes_shards(tmp_path):
+    import datasets as hfds
+    paths = []
+    for i, (h, w) in enumerate(SIZES[:4]):
+        paths.append(str(tmp_path / f'{i}.png'))
+        open(paths[-1], 'wb').write(png(h, w, i))
+    saved = str(tmp_path / 'saved')
+    hfds.Dataset.from_dict(dict(
+        image=paths, text=[f'image {i}' for i in range(4)])).cast_column(
+            'image', hfds.Image()).save_to_disk(saved)
+    manifest = write_shards(imagefolder_rows(saved), str(tmp_path / 'out'),
+                            3)
+    assert manifest['num_samples'] == 4 and manifest['num_skipped'] == 0
+    ds = WebDatasetShards(str(tmp_path / 'out' / manifest['pattern']),
+                          batch_size=1, infinite=False, shuffle_buffer=0,
+                          shuffle_shards=False)
+    got = [(s['text'], s['size']) for b in ds.epoch_batches(0, 0, 1, 0, 1)
+           for s in b]
+    assert got == [(f'image {i}', SIZES[i]) for i in range(4)]
+
+
 @HOOKS.register_module(force=True)
 class KeyLogHook(Hook):
     """Append the keys of every trained batch to ``keys.jsonl``."""
