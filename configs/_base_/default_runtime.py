@@ -27,6 +27,9 @@ default_hooks = dict(
     # Random generators: in checkpoints, restored exactly on resume (after
     # mmengine's dataloader fast-forward), per rank, untouched by validation.
     random_state=dict(type='RandomStateHook'),
+    # Streaming datasets: the stream's position in every checkpoint, so
+    # --resume goes on where it stopped (no-op for map-style datasets).
+    stream_position=dict(type='StreamPositionHook'),
     # SIGTERM/SIGINT: checkpoint at the end of the iteration, exit 143/130.
     signal=dict(type='SignalCheckpointHook'),
     # NaN/inf loss: reports the steps optim_wrapper.nonfinite ('stop' |

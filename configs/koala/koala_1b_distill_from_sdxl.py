@@ -5,3 +5,8 @@ model = dict(
     compression=dict(type='KOALA1B'),
     features='self_attention',
     loss_weights=dict(task=1.0, output=1.0, feature=1.0))
+# Data: LAION-Aesthetics V2 6+ (the KOALA paper's training set) as local
+# WebDataset shards; to build them see
+# configs/_base_/datasets/laion_aesthetics_shards_1024.py.
+train_dataloader = dict(
+    dataset=dict(shards='data/laion_aesthetics_6plus/*.tar'))

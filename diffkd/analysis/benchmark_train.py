@@ -91,12 +91,19 @@ def use_random_weights(cfg, folder: str,
 
 def use_toy_data(cfg, size: int):
     """Train on the toy captioned shapes, resized and cropped to size."""
-    toy = Config.fromfile(find_config(
-        '_base_/datasets/toy_shapes.py')).train_dataloader.dataset
+    toy_loader = Config.fromfile(find_config(
+        '_base_/datasets/toy_shapes.py')).train_dataloader
+    toy = toy_loader.dataset
     for step in toy.pipeline:
         if step.type in ('ResizeShortEdge', 'RandomCropWithCoords',
                          'CenterCropWithCoords'):
             step.size = size
+    loader = cfg.train_dataloader
+    if loader.get('sampler') is None:  # a streaming dataset batches itself
+        if loader.get('batch_size') is None:
+            loader.batch_size = loader.dataset.get('batch_size', 1)
+        loader.sampler = toy_loader.sampler
+        loader.collate_fn = toy_loader.collate_fn
     cfg.train_dataloader.dataset = toy
     cfg.train_dataloader.num_workers = 0
     cfg.train_dataloader.pop('persistent_workers', None)

@@ -1,3 +1,5 @@
+from .buckets import (AspectRatioBuckets, BucketBatchSampler,
+                      BucketResizeCrop)
 from .dreambooth import (DreamBoothDataset, dreambooth_collate,
                          generate_class_images)
 from .hf_dataset import HFImageTextDataset
@@ -6,9 +8,12 @@ from .image_io import (DataError, ImageReader, OversizedImageError,
 from .latent_cache import (CachedLatentDataset, StaleCacheError,
                            fill_latent_cache)
 from .prompts import PromptDataset, read_prompt_file
+from .shards import ShardError, WebDatasetShards, stream_collate
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
+    'AspectRatioBuckets', 'BucketBatchSampler', 'BucketResizeCrop',
+    'ShardError', 'WebDatasetShards', 'stream_collate',
     'CachedLatentDataset', 'StaleCacheError', 'fill_latent_cache',
     'DataError', 'DreamBoothDataset', 'HFImageTextDataset', 'ImageReader',
     'OversizedImageError', 'PromptDataset',

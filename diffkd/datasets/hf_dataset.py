@@ -8,7 +8,7 @@ reported with its path and row.
 """
 import os
 import os.path as osp
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.dataset import Compose
 from torch.utils.data import Dataset
@@ -144,6 +144,25 @@ class HFImageTextDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def image_sizes(self) -> List[Tuple[int, int]]:
+        """``(height, width)`` of every image as it will be read (EXIF
+        orientation applied), from the headers only: what
+        ``BucketBatchSampler`` groups by. An unreadable image counts as
+        square here; reading it later reports it."""
+        from .buckets import image_size
+        sizes = []
+        for value in self.data[self.image_column]:
+            try:
+                if isinstance(value, dict) and value.get('bytes'):
+                    sizes.append(image_size(value['bytes']))
+                else:
+                    path = value.get('path') if isinstance(value, dict) \
+                        else value
+                    sizes.append(image_size(path))
+            except Exception:
+                sizes.append((1, 1))
+        return sizes
 
     def get_data_info(self, idx: int) -> Dict:
         row = self.data[idx]

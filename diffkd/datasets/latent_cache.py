@@ -42,7 +42,8 @@ from diffkd.registry import DATASETS, MODELS
 from diffkd.utils.hub import resolve_model_path
 from .image_io import IMAGE_READER_VERSION
 
-CACHE_FORMAT = 1
+# 2: records name their shard file and row (shards of one latent shape)
+CACHE_FORMAT = 2
 MANIFEST = 'manifest.json'
 # Pipeline folders whose files decide the cached values.
 ENCODER_FOLDERS = ('vae', 'text_encoder', 'text_encoder_2', 'tokenizer',
@@ -127,7 +128,9 @@ def fill_latent_cache(cache_dir: str, encoder: Dict, source: Dict,
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.cache-', dir=parent)
     records: List[Dict] = []
-    shard: Dict[str, List[torch.Tensor]] = {}
+    # One buffer of rows per latent shape (aspect-ratio bucket): a shard
+    # file stacks rows of one shape.
+    shards: Dict[tuple, Dict[str, List[torch.Tensor]]] = {}
     n_shards = 0
 
     def encode(texts, imgs=None, time_ids=None):
@@ -144,47 +147,66 @@ def fill_latent_cache(cache_dir: str, encoder: Dict, source: Dict,
             out['time_ids'] = added.get('time_ids', time_ids)
         return out
 
-    def write_shard():
-        nonlocal shard, n_shards
+    def write_shard(shape):
+        nonlocal n_shards
+        shard = shards.pop(shape, None)
         if shard:
             tensors = {k: torch.stack(v).to(stored_dtype(k, out_dtype))
-                       .contiguous() for k, v in shard.items()}
-            save_file(tensors,
-                      osp.join(tmp, f'shard_{n_shards:05d}.safetensors'))
+                       .contiguous()
+                       for k, v in shard.items() if k != '_records'}
+            name = f'shard_{n_shards:05d}.safetensors'
+            save_file(tensors, osp.join(tmp, name))
+            for row, record in enumerate(shard['_records']):
+                record.update(shard=name, row=row)
             n_shards += 1
-            shard = {}
+
+    def encode_group(group):
+        samples = [sample for _, _, sample in group]
+        imgs = torch.stack([s['inputs']['img'] for s in samples]).to(device)
+        texts = [s['inputs']['text'] for s in samples]
+        time_ids = None
+        if all('time_ids' in s['inputs'] for s in samples):
+            time_ids = torch.stack(
+                [s['inputs']['time_ids'] for s in samples]).to(device)
+        dist = model.vae.encode(imgs.to(model.vae.dtype)).latent_dist
+        values = dict(latent_mean=dist.mean, latent_std=dist.std,
+                      **encode(texts, imgs, time_ids))
+        shape = tuple(imgs.shape[2:])
+        for row, (idx, variant, sample) in enumerate(group):
+            shard = shards.setdefault(shape, {'_records': []})
+            for k, v in values.items():
+                shard.setdefault(k, []).append(v[row].cpu())
+            meta = sample.get('data_samples') or {}
+            record = dict(
+                index=idx, variant=variant, text=texts[row],
+                latent_shape=list(dist.mean.shape[2:]),
+                **{k: _jsonable(meta[k]) for k in
+                   ('ori_shape', 'crop_top_left', 'flip', 'bucket')
+                   if k in meta})
+            shard['_records'].append(record)
+            records.append(record)
+            if len(shard['_records']) == shard_size:
+                write_shard(shape)
 
     try:
         set_random_seed(seed)
         jobs = [(i, v) for i in range(len(dataset)) for v in range(variants)]
         bar = ProgressBar(len(jobs))
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            samples = [dataset[i] for i, _ in chunk]
-            imgs = torch.stack([s['inputs']['img'] for s in samples])
-            imgs = imgs.to(device)
-            texts = [s['inputs']['text'] for s in samples]
-            time_ids = None
-            if all('time_ids' in s['inputs'] for s in samples):
-                time_ids = torch.stack(
-                    [s['inputs']['time_ids'] for s in samples]).to(device)
-            dist = model.vae.encode(imgs.to(model.vae.dtype)).latent_dist
-            values = dict(latent_mean=dist.mean, latent_std=dist.std,
-                          **encode(texts, imgs, time_ids))
-            for row, ((idx, variant), sample) in enumerate(zip(chunk,
-                                                               samples)):
-                if len(records) and len(records) % shard_size == 0:
-                    write_shard()
-                for k, v in values.items():
-                    shard.setdefault(k, []).append(v[row].cpu())
-                meta = sample.get('data_samples') or {}
-                records.append(dict(
-                    index=idx, variant=variant, text=texts[row],
-                    **{k: _jsonable(meta[k]) for k in
-                       ('ori_shape', 'crop_top_left', 'flip') if k in meta}))
-            for _ in chunk:
-                bar.update()
-        write_shard()
+        # Samples wait per image shape (bucket) until a batch is full.
+        pending: Dict[tuple, List] = {}
+        for idx, variant in jobs:
+            sample = dataset[idx]
+            shape = tuple(sample['inputs']['img'].shape)
+            group = pending.setdefault(shape, [])
+            group.append((idx, variant, sample))
+            if len(group) == batch_size:
+                encode_group(pending.pop(shape))
+            bar.update()
+        for group in pending.values():
+            encode_group(group)
+        for shape in list(shards):
+            write_shard(shape)
+        records.sort(key=lambda r: (r['index'], r['variant']))
         # The empty prompt, for caption dropout at training time.
         empty = encode([''])
         save_file({k: v.to(stored_dtype(k, out_dtype)).cpu().contiguous()
@@ -314,13 +336,19 @@ class CachedLatentDataset(Dataset):
 
     def _row(self, r: int) -> Dict[str, torch.Tensor]:
         from safetensors import safe_open
-        shard_id, offset = divmod(r, self.shard_size)
-        if shard_id not in self._shards:
-            self._shards[shard_id] = safe_open(
-                osp.join(self.cache_dir, f'shard_{shard_id:05d}.safetensors'),
-                framework='pt')
-        f = self._shards[shard_id]
+        record = self.records[r]
+        name, offset = record['shard'], record['row']
+        if name not in self._shards:
+            self._shards[name] = safe_open(
+                osp.join(self.cache_dir, name), framework='pt')
+        f = self._shards[name]
         return {k: f.get_slice(k)[offset] for k in f.keys()}
+
+    def buckets_of(self) -> List[tuple]:
+        """The latent shape of each image (its aspect-ratio bucket, which
+        every variant of an image shares), for ``BucketBatchSampler``."""
+        return [tuple(self.records[i * self.variants]['latent_shape'])
+                for i in range(self.num_images)]
 
     def __getitem__(self, idx: int) -> Dict:
         r = idx * self.variants + random.randrange(self.variants)
@@ -331,8 +359,8 @@ class CachedLatentDataset(Dataset):
             text = ''
             inputs.update(self.empty_embeds())
         inputs['text'] = text
-        meta = {k: record[k] for k in ('ori_shape', 'crop_top_left', 'flip')
-                if k in record}
+        meta = {k: record[k] for k in ('ori_shape', 'crop_top_left', 'flip',
+                                       'bucket') if k in record}
         return dict(inputs=inputs, data_samples=dict(sample_idx=idx, **meta))
 
     def empty_embeds(self) -> Dict[str, torch.Tensor]:

@@ -1,6 +1,8 @@
 """The toy world's cached assets (``diffkd-toy/<name>``) and their build.
 
 - ``shapes`` / ``shapes-val``: captioned shape datasets (imagefolder).
+- ``shapes-shards``: captioned shapes at square, landscape and portrait
+  sizes, as WebDataset shards (``{00000..00015}.tar``).
 - ``sks-circle``: five photos of the DreamBooth concept (a red ring).
 - ``vae``: the toy VAE (shipped weights; retrained if they are missing).
 - ``sd15`` / ``sdxl``: base pipelines: toy VAE, random text encoders and a
@@ -24,7 +26,8 @@ import numpy as np
 from diffkd.utils.hub import build_folder, diffkd_home, toy_asset_dir
 from . import teachers
 from .concept import make_concept_images
-from .shapes import all_combinations, make_shapes_dataset, render_shape
+from .shapes import (all_combinations, make_multiaspect_shards,
+                     make_shapes_dataset, render_shape)
 
 SHIPPED_VAE = osp.join(teachers.WEIGHTS_DIR, 'vae')
 
@@ -42,6 +45,12 @@ class _Build(NamedTuple):
 def _shapes(out_dir: str, build: _Build):
     _say(f'writing the toy shapes dataset (2048 images) to {out_dir}')
     make_shapes_dataset(out_dir, num_images=2048, size=32, seed=0)
+
+
+def _shapes_shards(out_dir: str, build: _Build):
+    _say(f'writing the multi-aspect toy shapes (512 images) as shards to '
+         f'{out_dir}')
+    make_multiaspect_shards(out_dir, num_images=512, samples_per_shard=32)
 
 
 def _shapes_val(out_dir: str, build: _Build):
@@ -113,6 +122,7 @@ class ToyAsset(NamedTuple):
 TOY_ASSETS: Dict[str, ToyAsset] = {
     'shapes': ToyAsset(_shapes),
     'shapes-val': ToyAsset(_shapes_val),
+    'shapes-shards': ToyAsset(_shapes_shards),
     'sks-circle': ToyAsset(_concept),
     'vae': ToyAsset(_vae),
 }

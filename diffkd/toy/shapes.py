@@ -118,3 +118,81 @@ def make_shapes_dataset(out_dir: str,
     os.replace(tmp, osp.join(out_dir, 'metadata.jsonl'))
     return out_dir
 
+
+
+# The multi-aspect set's image sizes (h, w): square, landscape and
+# portrait, some exactly a toy bucket (32x32, 32x48, 48x32), some not, so
+# resizing to cover and cropping are both exercised.
+MULTIASPECT_SIZES: Tuple[Tuple[int, int], ...] = (
+    (32, 32), (40, 40), (32, 48), (48, 32), (40, 60), (60, 40), (34, 44),
+    (44, 34))
+
+
+def render_shape_rect(colour: str, shape: str, background: str,
+                      height: int, width: int,
+                      rng: random.Random) -> Image.Image:
+    """A shape on a ``width`` x ``height`` canvas: scaled to the short
+    side, placed anywhere along the long one."""
+    img = Image.new('RGB', (width, height), COLOURS[background])
+    draw = ImageDraw.Draw(img)
+    side = min(width, height)
+    extent = side * rng.uniform(0.45, 0.65)
+    half = extent / 2
+    cx = rng.uniform(half + 1, width - half - 1)
+    cy = rng.uniform(half + 1, height - half - 1)
+    box = [cx - half, cy - half, cx + half, cy + half]
+    fill = COLOURS[colour]
+    if shape == 'circle':
+        draw.ellipse(box, fill=fill)
+    elif shape == 'square':
+        draw.rectangle(box, fill=fill)
+    elif shape == 'triangle':
+        draw.polygon([(cx, cy - half), (cx + half, cy + half),
+                      (cx - half, cy + half)], fill=fill)
+    else:
+        raise ValueError(f'unknown toy shape {shape!r}; known: {SHAPES}')
+    return img
+
+
+def make_multiaspect_shards(out_dir: str, num_images: int = 512,
+                            samples_per_shard: int = 32,
+                            seed: int = 2) -> Dict:
+    """Write ``num_images`` captioned shapes of the sizes in
+    :data:`MULTIASPECT_SIZES` as WebDataset shards in img2dataset's layout
+    (``00000.tar`` ...: ``KEY.png``, ``KEY.txt``, ``KEY.json``) and a
+    ``manifest.json`` as ``images_to_shards.py`` writes it (sample count,
+    shards, size histogram); returns the manifest."""
+    import io
+    from collections import Counter
+
+    import webdataset as wds
+    rng = random.Random(seed)
+    combos = all_combinations()
+    os.makedirs(out_dir, exist_ok=True)
+    shards, sizes = [], Counter()
+    for first in range(0, num_images, samples_per_shard):
+        name = f'{first // samples_per_shard:05d}.tar'
+        count = 0
+        with wds.TarWriter(osp.join(out_dir, name), mtime=0) as sink:
+            for i in range(first, min(first + samples_per_shard,
+                                      num_images)):
+                colour, shape, bg = combos[rng.randrange(len(combos))]
+                h, w = MULTIASPECT_SIZES[i % len(MULTIASPECT_SIZES)]
+                buf = io.BytesIO()
+                render_shape_rect(colour, shape, bg, h, w, rng).save(
+                    buf, 'PNG')
+                caption = caption_for(colour, shape, bg)
+                sink.write({'__key__': f'{i:09d}', 'png': buf.getvalue(),
+                            'txt': caption.encode(),
+                            'json': json.dumps(dict(
+                                caption=caption, width=w, height=h)).encode()})
+                sizes[f'{h}x{w}'] += 1
+                count += 1
+        shards.append(dict(name=name, count=count))
+    manifest = dict(
+        num_samples=num_images, num_skipped=0, skipped=[], shards=shards,
+        pattern=f'{{00000..{len(shards) - 1:05d}}}.tar',
+        size_histogram=dict(sorted(sizes.items())))
+    with open(osp.join(out_dir, 'manifest.json'), 'w') as f:
+        json.dump(manifest, f, indent=1)
+    return manifest

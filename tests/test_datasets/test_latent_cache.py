@@ -202,3 +202,52 @@ def test_size_conditioning_is_stored_exactly_in_a_bfloat16_cache(tmp_path,
     assert got[0]['time_ids'].dtype == torch.float32
     assert got[0]['time_ids'][:2].tolist() == [1021, 1365]
     assert got[1]['time_ids'][:2].tolist() == [1999, 333]
+
+
+def test_bucketed_cache_keeps_each_bucket_apart(tmp_path, toy_sdxl):
+    """Images of several aspect ratios: each cached latent has its
+    bucket's shape, its time_ids are the original size, crop and bucket,
+    and BucketBatchSampler batches the cache one bucket at a time."""
+    from mmengine.runner import Runner
+    from PIL import Image
+    folder = tmp_path / 'imgs'
+    os.makedirs(folder)
+    sizes = [(32, 32), (40, 60), (60, 40), (44, 34), (36, 36), (32, 48)]
+    with open(folder / 'metadata.jsonl', 'w') as f:
+        for i, (h, w) in enumerate(sizes):
+            Image.new('RGB', (w, h), (40 * i, 100, 200)).save(
+                folder / f'{i}.png')
+            f.write(json.dumps(dict(file_name=f'{i}.png',
+                                    text=f'a red circle {i}')) + '\n')
+    src = dict(type='HFImageTextDataset', dataset=str(folder),
+               cache_dir=str(tmp_path / 'hf'), pipeline=[
+                   dict(type='BucketResizeCrop', buckets='toy'),
+                   dict(type='RandomHorizontalFlip', prob=0.5),
+                   dict(type='ComputeTimeIds'), dict(type='NormalizeRGB'),
+                   dict(type='PackInputs', keys=['img', 'text', 'time_ids'],
+                        meta_keys=['ori_shape', 'crop_top_left', 'flip',
+                                   'bucket'])])
+    out = str(tmp_path / 'cache')
+    fill_latent_cache(out, ENCODER, src, variants=2, shard_size=3,
+                      batch_size=4)
+    ds = CachedLatentDataset(out, ENCODER, src, variants=2)
+    expect = {0: (32, 32), 1: (32, 48), 2: (48, 32), 3: (48, 32),
+              4: (32, 32), 5: (32, 48)}
+    for r, rec in enumerate(ds.records):
+        bucket = expect[rec['index']]
+        assert tuple(rec['bucket']) == bucket
+        row = ds._row(r)
+        assert tuple(row['latent_mean'].shape[1:]) == (bucket[0] // 4,
+                                                       bucket[1] // 4)
+        assert row['time_ids'].tolist() == [
+            *sizes[rec['index']], *rec['crop_top_left'], *bucket]
+    with DefaultScope.overwrite_default_scope('diffkd'):
+        loader = Runner.build_dataloader(dict(
+            batch_size=2, sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_sampler=dict(type='BucketBatchSampler'),
+            collate_fn=dict(type='default_collate'), dataset=ds), seed=0)
+    seen = []
+    for batch in loader:  # stacked, so one shape per batch
+        assert batch['inputs']['latent_mean'].ndim == 4
+        seen += batch['data_samples']['sample_idx'].tolist()
+    assert sorted(seen) == list(range(6))

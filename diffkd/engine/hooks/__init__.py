@@ -5,6 +5,7 @@ from .nonfinite_hook import NonFiniteLossHook
 from .random_state_hook import RandomStateHook
 from .runtime_info_hook import DeferredRuntimeInfoHook
 from .signal_hook import SignalCheckpointHook
+from .stream_hook import StreamPositionHook
 from .teacher_hook import TeacherScheduleHook
 from .test_outputs_hook import TestOutputsHook
 from .visualization_hook import VisualizationHook, make_grid
@@ -12,7 +13,7 @@ from .visualization_hook import VisualizationHook, make_grid
 __all__ = [
     'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'NonFiniteLossHook',
     'RandomStateHook', 'SafeCheckpointHook', 'SignalCheckpointHook',
-    'TeacherScheduleHook', 'TestOutputsHook', 'TrainableEMAHook',
-    'TrainableParameters', 'VisualizationHook',
+    'StreamPositionHook', 'TeacherScheduleHook', 'TestOutputsHook',
+    'TrainableEMAHook', 'TrainableParameters', 'VisualizationHook',
     'export_model', 'make_grid'
 ]
