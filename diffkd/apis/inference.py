@@ -81,7 +81,11 @@ def load_pipeline(path: str,
     from diffusers import UNet2DConditionModel
     export = find_export(path)
     info = load_export_info(export)
-    base = resolve_model_path(base_model or info['base_model'])
+    if base_model is None and osp.isfile(osp.join(export,
+                                                  'model_index.json')):
+        base = export  # a complete pipeline folder: needs nothing else
+    else:
+        base = resolve_model_path(base_model or info['base_model'])
     cls = getattr(diffusers, info.get('pipeline_class', 'DiffusionPipeline'))
     kwargs = {}
     # Through the training's own loader: a damaged weight file is named,

@@ -391,6 +391,9 @@ class DiffusionDistiller(FrozenChildrenStayInEval, DetachedLogVars,
     def export_pretrained(self, out_dir: str) -> Dict:
         info = self.student.export_pretrained(out_dir)
         info['teacher'] = self.teacher_source
+        # The model card's "teacher -> student" line.
+        info['params'] = dict(teacher=_count(self.teacher),
+                              student=_count(self.student.unet))
         return info
 
     def generate(self, prompts, **kwargs):
