@@ -176,7 +176,8 @@ class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
         gradient_checkpointing: trade compute for memory in the UNet.
         lora: train LoRA adapters instead of full weights:
             ``dict(rank=8, alpha=8, dropout=0.0, target_modules=None,
-            text_encoder=False)``; exports go to ``lora/``.
+            text_encoder=False, use_dora=False)``; exports go to ``lora/``
+            (diffusers' file and a kohya/A1111 one).
         prior_loss_weight: weight of the class rows' loss when a batch
             carries ``is_prior`` (DreamBooth prior preservation).
         attention / channels_last / compile: speed switches for the UNet
@@ -242,11 +243,13 @@ class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
     def _add_lora(self, cfg: Dict):
         from ..lora import TEXT_ENCODER_TARGETS, add_lora
         unknown = set(cfg) - {'rank', 'alpha', 'dropout', 'target_modules',
-                              'text_encoder', 'text_encoder_targets'}
+                              'text_encoder', 'text_encoder_targets',
+                              'use_dora'}
         if unknown:
             raise ValueError(f'unknown lora keys {sorted(unknown)}')
         common = dict(rank=cfg.get('rank', 8), alpha=cfg.get('alpha'),
-                      dropout=cfg.get('dropout', 0.0))
+                      dropout=cfg.get('dropout', 0.0),
+                      use_dora=cfg.get('use_dora', False))
         add_lora(self.unet, target_modules=cfg.get('target_modules'),
                  **common)
         if cfg.get('text_encoder'):
