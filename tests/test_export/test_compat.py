@@ -84,3 +84,28 @@ def test_teacher_lora_transplants_onto_the_student(toy_sdxl):
     assert any(k[len('unet.'):].rsplit('.lora_', 1)[0] not in names
                for k in teacher_lora)
     assert old.replace('attentions.2', 'attentions.1') in dropped
+
+
+def test_transplant_tool_output_loads_on_the_student_pipeline(
+        toy_sdxl, tmp_path):
+    from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
+
+    from diffkd.models.lora import save_lora
+    teacher = UNet2DConditionModel.from_pretrained(toy_sdxl,
+                                                   subfolder='unet')
+    add_lora(teacher, rank=2)
+    lora_dir = str(tmp_path / 'teacher_lora')
+    save_lora(StableDiffusionXLPipeline, lora_dir, teacher, {})
+    out = str(tmp_path / 'student_lora.safetensors')
+    dropped = run_tool('transplant_lora.py', [
+        lora_dir, '--teacher', toy_sdxl, '--compression', 'SSD1B',
+        '--out', out])
+    assert dropped  # SSD-1B cuts transformer depth
+    comp = build_compression(dict(type='SSD1B'))(dict(teacher.config))
+    pipe = DiffusionPipeline.from_pretrained(
+        toy_sdxl, unet=UNet2DConditionModel.from_config(comp.student_config))
+    pipe.load_lora_weights(out, adapter_name='moved')
+    n_loaded = len(get_peft_model_state_dict(pipe.unet,
+                                             adapter_name='moved'))
+    from safetensors.torch import load_file
+    assert n_loaded == len(load_file(out))
