@@ -9,7 +9,9 @@ self-contained for ``DiffusionPipeline.from_pretrained``, yet takes no
 extra disk space. Where a hard link is impossible (another file system,
 a file system without links) the file is copied; ``mode='copy'`` always
 copies. Files of the hub cache are linked to their blobs, never to the
-cache's symlinks, so the folder survives moving or cache pruning.
+cache's symlinks, so the folder survives moving or cache pruning. A
+hard-linked file is the base model's file: it keeps its permissions (a
+copy gets the umask's).
 """
 import json
 import os
@@ -66,7 +68,7 @@ def _place(src: str, dst: str, mode: str) -> None:
             return
         except OSError:  # another file system, or no hard links there
             pass
-    shutil.copy2(src, dst)
+    shutil.copyfile(src, dst)  # a new file: the umask's permissions
 
 
 def place_tree(src: str, dst: str, mode: str = 'hardlink') -> List[str]:

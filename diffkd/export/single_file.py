@@ -16,6 +16,7 @@ A layout the converters cannot express (e.g. a UNet with a different
 number of layers per stage) stops with the key that does not map.
 """
 import json
+import os
 import os.path as osp
 import re
 from typing import Dict, List, Optional
@@ -235,14 +236,15 @@ def open_clip_to_ldm(state: Dict[str, torch.Tensor],
 def _load(folder: str, name: str):
     from safetensors.torch import load_file
     sub = osp.join(folder, name)
-    files = sorted(f for f in __import__('os').listdir(sub)
+    files = sorted(f for f in os.listdir(sub)
                    if f.endswith('.safetensors'))
     if not files:
         raise FileNotFoundError(f'{sub} has no .safetensors weights')
+    # Hub folders may hold an fp16 variant beside the full weights.
+    plain = [f for f in files if not re.search(r'\.(fp16|bf16)\.', f)]
+    files = plain or files
     state = {}
-    for f in files:
-        if f.endswith('.index.json'):
-            continue
+    for f in files:  # one file, or the shards of a large component
         state.update(load_file(osp.join(sub, f)))
     with open(osp.join(sub, 'config.json')) as f:
         return state, json.load(f)

@@ -7,7 +7,7 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 from safetensors.torch import load_file
 
-from diffkd.export.lora import KOHYA_WEIGHT_NAME
+from diffkd.models.lora.kohya import KOHYA_WEIGHT_NAME
 from diffkd.models.lora import TEXT_ENCODER_TARGETS, add_lora, save_lora
 
 
@@ -54,7 +54,7 @@ def test_kohya_lora_round_trip(toy_sdxl, tmp_path, use_dora):
 
 
 def test_dora_has_no_kohya_form():
-    from diffkd.export.lora import to_kohya
+    from diffkd.models.lora.kohya import to_kohya
     with pytest.raises(ValueError, match='to_q.lora_magnitude_vector'):
         to_kohya({'unet': {'a.to_q.lora_magnitude_vector':
                            torch.ones(2)}}, {'unet': 1})

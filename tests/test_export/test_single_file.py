@@ -1,7 +1,6 @@
 """Single-file (LDM/SGM layout) checkpoints: diffusers' from_single_file
 gives the pipeline folder's outputs back; the keys are those the original
 UNet layout, and hence ComfyUI's detection, expects."""
-import json
 import os.path as osp
 import re
 

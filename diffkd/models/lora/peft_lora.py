@@ -78,11 +78,11 @@ def save_lora(pipeline_cls, out_dir: str, unet: nn.Module,
     that carries an adapter (``text_encoder``, ``text_encoder_2``), with
     each adapter's LoraConfig as metadata so ``alpha`` survives loading;
     the same adapters in the kohya/A1111 format beside it
-    (:data:`diffkd.export.lora.KOHYA_WEIGHT_NAME`; not for DoRA, which
+    (:data:`.kohya.KOHYA_WEIGHT_NAME`; not for DoRA, which
     that format cannot hold faithfully)."""
     import os.path as osp
 
-    from diffkd.export.lora import KOHYA_WEIGHT_NAME, save_kohya_lora
+    from .kohya import KOHYA_WEIGHT_NAME, save_kohya_lora
     kwargs = {'unet_lora_layers': lora_state_dict(unet),
               'unet_lora_adapter_metadata': lora_metadata(unet)}
     for name, encoder in text_encoders.items():
