@@ -93,8 +93,12 @@ def build_model_card(info: Dict, repo_id: Optional[str] = None,
     if is_lora:
         tags.append('lora')
     base = info.get('teacher') or info['base_model']
+    # The Hub accepts only hub ids as base_model; a local folder stays in
+    # the body.
+    local = osp.isabs(base) or base.startswith(('.', 'diffkd-toy/'))
     data = ModelCardData(
-        base_model=base, library_name='diffusers',
+        base_model=None if repo_id and local else base,
+        library_name='diffusers',
         pipeline_tag='text-to-image', tags=tags, license=license)
 
     name = repo_id or 'this folder'

@@ -87,3 +87,20 @@ def test_push_to_hub_dry_run_lists_the_folder(ssd1b_run, capsys):
     assert 'would upload' in out and 'me/toy-ssd-1b' in out
     # The card's snippet loads from the repo it goes to.
     assert "from_pretrained('me/toy-ssd-1b'" in out
+    # The Hub takes only hub ids as base_model: the toy's local teacher
+    # folder stays in the body.
+    assert 'base_model:' not in out and 'library_name: diffusers' in out
+
+
+def test_unreachable_base_keeps_the_trained_parts(ssd1b_run, tmp_path):
+    import shutil as sh
+
+    from diffkd.engine.hooks.export_hook import _finish
+    tmp = str(tmp_path / 'export')
+    sh.copytree(osp.join(ssd1b_run, 'final', 'unet'), osp.join(tmp, 'unet'))
+    info = json.load(open(osp.join(ssd1b_run, 'final', 'export_info.json')))
+    info['base_model'] = str(tmp_path / 'gone')
+    with open(osp.join(tmp, 'export_info.json'), 'w') as f:
+        json.dump(info, f)
+    _finish(tmp, tmp, None)  # warns, does not raise
+    assert sorted(os.listdir(tmp)) == ['export_info.json', 'unet']

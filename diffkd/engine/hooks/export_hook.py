@@ -97,8 +97,7 @@ def export_model(model, out_dir: str, step: Optional[int] = None,
         if full_pipeline:
             # After the umask pass: chmod on a hard link would change the
             # base model's own files.
-            from diffkd.export import finish_export
-            finish_export(tmp, work_dir=work_dir)
+            _finish(tmp, out_dir, work_dir)
         fsync_tree(tmp)
         old = None
         if osp.exists(out_dir):
@@ -114,6 +113,20 @@ def export_model(model, out_dir: str, step: Optional[int] = None,
         if osp.exists(tmp):
             remove_path(tmp)
     return out_dir
+
+
+def _finish(tmp: str, out_dir: str, work_dir: Optional[str]) -> None:
+    """Make ``tmp`` a complete pipeline folder with a model card; on
+    failure keep the trained parts (they matter more) and say so."""
+    from diffkd.export import finish_export
+    try:
+        finish_export(tmp, work_dir=work_dir)
+    except Exception as err:
+        from mmengine.logging import print_log
+        print_log(f'{out_dir} holds the trained parts only: completing it '
+                  f'into a pipeline folder failed ({type(err).__name__}: '
+                  f'{err}); run tools/export_pipeline.py when the base '
+                  'model is reachable', logger='current', level=30)
 
 
 def clean_export_leftovers(work_dir: str, logger=None) -> List[str]:
