@@ -1,22 +1,12 @@
-"""Load what a training run exported as a plain diffusers pipeline, sample
-and name images from it, and write it as a complete diffusers folder."""
-import json
+"""Sampling from what a training run exported, and naming the images."""
 import os
 import os.path as osp
-import shutil
 import unicodedata
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from diffkd.models.diffusion.components import component_class
-from diffkd.models.diffusion.loading import (WEIGHT_SUFFIXES,
-                                             CorruptWeightsError,
-                                             load_component,
-                                             weight_file_problem)
-from diffkd.utils.hub import resolve_model_path
 
-EXPORT_INFO = 'export_info.json'
 # Characters no file name may hold on Linux, macOS or Windows (with
 # whitespace and control characters, see _slug).
 UNSAFE_CHARACTERS = set('/\\:*?"<>|')
@@ -53,89 +43,6 @@ def sample_filename(index: int, prompt: str, seed: int) -> str:
     return f'{head}{slug}{tail}' if slug else f'{head[:-1]}{tail}'
 
 
-def find_export(path: str) -> str:
-    """The export folder for a work dir (its ``final/``) or an export dir."""
-    if osp.isfile(osp.join(path, EXPORT_INFO)):
-        return path
-    final = osp.join(path, 'final')
-    if osp.isfile(osp.join(final, EXPORT_INFO)):
-        return final
-    raise FileNotFoundError(
-        f'{path} has no diffkd export: expected {EXPORT_INFO} in it or in '
-        f'{final} (has the training run finished?)')
-
-
-def load_export_info(path: str) -> Dict:
-    with open(osp.join(find_export(path), EXPORT_INFO)) as f:
-        return json.load(f)
-
-
-def load_pipeline(path: str,
-                  base_model: Optional[str] = None,
-                  torch_dtype: torch.dtype = torch.float32,
-                  device: str = 'cpu'):
-    """The base pipeline named in the export, with the trained parts in.
-
-    ``path`` is a work dir or one of its export folders (``final``,
-    ``iter_N``); ``base_model`` overrides the pipeline the run started from.
-    """
-    import diffusers
-    from diffusers import UNet2DConditionModel
-    export = find_export(path)
-    info = load_export_info(export)
-    base = resolve_model_path(base_model or info['base_model'])
-    cls = getattr(diffusers, info.get('pipeline_class', 'DiffusionPipeline'))
-    kwargs = {}
-    # Through the training's own loader: a damaged weight file is named,
-    # with what is wrong with it.
-    if 'unet' in info.get('parts', []):
-        kwargs['unet'] = load_component(
-            UNet2DConditionModel, export, subfolder='unet',
-            torch_dtype=torch_dtype)
-    # Components the run took from elsewhere than the base pipeline (e.g. a
-    # distilled student's UNet under a LoRA, a fixed VAE).
-    sources = info.get('components')
-    if sources is None and info.get('base_unet'):  # an older export
-        sources = dict(unet={'class': 'UNet2DConditionModel',
-                             'name_or_path': info['base_unet']})
-    for name, spec in (sources or {}).items():
-        if name not in kwargs:
-            kwargs[name] = _load_source(spec, torch_dtype)
-    if cls.__name__ == 'StableDiffusionPipeline':
-        kwargs.update(safety_checker=None, requires_safety_checker=False)
-    pipe = cls.from_pretrained(base, torch_dtype=torch_dtype, **kwargs)
-    if 'lora' in info.get('parts', []):
-        _load_lora(pipe, export)
-    return pipe.to(device)
-
-
-def _load_source(spec: Dict, torch_dtype: torch.dtype):
-    spec = dict(spec)
-    cls = component_class(spec.pop('class'))
-    if issubclass(cls, torch.nn.Module):
-        spec.setdefault('torch_dtype', torch_dtype)
-    return load_component(cls, spec.pop('name_or_path'),
-                          spec.pop('subfolder', None), **spec)
-
-
-def _load_lora(pipe, export: str) -> None:
-    folder = osp.join(export, 'lora')
-    try:
-        pipe.load_lora_weights(folder)
-    except Exception as err:
-        names = sorted(os.listdir(folder)) if osp.isdir(folder) else []
-        bad = [(p, weight_file_problem(p))
-               for p in (osp.join(folder, n) for n in names
-                         if n.endswith(WEIGHT_SUFFIXES))]
-        bad = [(p, why) for p, why in bad if why]
-        if bad:
-            files = '; '.join(f'{p} {why}' for p, why in bad)
-            raise CorruptWeightsError(
-                f'cannot load the LoRA of {export}: weight file {files}. '
-                'Re-download or re-export it.') from err
-        raise
-
-
 def sample_images(pipe, prompts: Sequence[str], out_dir: str,
                   negative_prompt: Optional[str] = None, steps: int = 25,
                   guidance: float = 7.5, seed: int = 0, num_images: int = 1,
@@ -166,25 +73,3 @@ def sample_images(pipe, prompts: Sequence[str], out_dir: str,
                 on_saved(path)
             seed += 1
     return written
-
-
-def export_pipeline(path: str, out_dir: str,
-                    base_model: Optional[str] = None,
-                    fuse_lora: bool = False) -> str:
-    """Write the pipeline :func:`load_pipeline` makes of ``path`` as a
-    complete diffusers folder ``out_dir`` (which must not exist). A LoRA
-    export is merged into the weights with ``fuse_lora``, else left out.
-    The folder is written under a temporary name and renamed: never a
-    half-written pipeline."""
-    if osp.exists(out_dir):
-        raise SystemExit(f'{out_dir} exists; choose a new folder')
-    pipe = load_pipeline(path, base_model=base_model)
-    if getattr(pipe, 'get_list_adapters', None) and pipe.get_list_adapters():
-        if fuse_lora:
-            pipe.fuse_lora()
-        pipe.unload_lora_weights()
-    tmp = out_dir.rstrip('/') + '.tmp'
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    os.replace(tmp, out_dir)
-    return out_dir

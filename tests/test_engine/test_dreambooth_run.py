@@ -1,6 +1,7 @@
 """Toy DreamBooth-LoRA runs: per-checkpoint and final LoRA exports that
 plain diffusers loads, on a teacher and on a distilled student."""
 import glob
+import json
 import os.path as osp
 import sys
 
@@ -47,7 +48,12 @@ def test_lora_is_exported_per_checkpoint_and_at_the_end(teacher_run):
             osp.join(teacher_run, folder, 'lora',
                      'pytorch_lora_weights.safetensors'))
     assert osp.isfile(osp.join(teacher_run, 'iter_4.pth'))
-    assert not osp.exists(osp.join(teacher_run, 'final', 'unet'))
+    # final/ is a full pipeline: the UNet the LoRA was trained on comes
+    # from the base pipeline, untrained.
+    info = json.load(open(osp.join(teacher_run, 'final', 'export_info.json')))
+    assert info['parts'] == ['lora']
+    assert info['component_origin']['unet'] == 'base'
+    assert not osp.exists(osp.join(teacher_run, 'iter_2', 'unet'))
 
 
 def test_post_snippet_runs_on_the_result(teacher_run, toy_sdxl):

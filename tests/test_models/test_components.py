@@ -2,7 +2,7 @@
 student's UNet): used in training and sampling, recorded in exports."""
 import pytest
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, DiffusionPipeline
 from mmengine.registry import DefaultScope
 
 from diffkd.apis import load_export_info, load_pipeline
@@ -58,6 +58,13 @@ def test_a_vae_from_elsewhere_encodes_samples_and_exports(
     assert_same_weights(pipe.vae, state)
     torch.testing.assert_close(pipe.unet.state_dict(),
                                model.unet.state_dict())
+    # As a complete pipeline folder, plain diffusers gets the same VAE.
+    final = export_model(model, str(tmp_path / 'final'), step=0,
+                         full_pipeline=True)
+    origin = load_export_info(final)['component_origin']
+    assert origin['vae'] == 'source' and origin['text_encoder'] == 'base'
+    assert_same_weights(
+        DiffusionPipeline.from_pretrained(final).vae, state)
 
 
 def test_an_unknown_component_is_named_with_the_valid_ones(toy_sdxl):

@@ -39,7 +39,12 @@ def test_lora_run_loads_with_plain_diffusers(tmp_path, toy_sdxl):
         'custom_hooks.0.num_inference_steps=1')
     lora_dir = osp.join(work, 'final', 'lora')
     assert osp.isfile(osp.join(lora_dir, 'pytorch_lora_weights.safetensors'))
-    assert not osp.exists(osp.join(work, 'final', 'unet'))
+    # Beside it, the kohya/A1111 file (tests/test_export/test_lora_formats)
+    assert osp.isfile(osp.join(lora_dir, 'lora_kohya.safetensors'))
+    # final/ is a full pipeline; its UNet is the base's, untrained.
+    base_unet = osp.join(toy_sdxl, 'unet', 'config.json')
+    assert open(osp.join(work, 'final', 'unet', 'config.json')).read() == \
+        open(base_unet).read()
 
     def sample(pipe):
         gen = torch.Generator().manual_seed(0)

@@ -77,17 +77,27 @@ def _apply_umask(root: str) -> None:
                 os.chmod(path, 0o666 & ~mask)
 
 
-def export_model(model, out_dir: str, step: Optional[int] = None) -> str:
-    """Write ``model``'s trained parts to ``out_dir`` atomically."""
+def export_model(model, out_dir: str, step: Optional[int] = None,
+                 full_pipeline: bool = False, facts: Optional[dict] = None,
+                 work_dir: Optional[str] = None) -> str:
+    """Write ``model``'s trained parts to ``out_dir`` atomically; with
+    ``full_pipeline``, as a complete pipeline folder with a model card
+    (base components hard-linked, see :mod:`diffkd.export`)."""
     parent = osp.dirname(osp.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = _make_dir(parent, TMP_PREFIX)
     try:
         info = model.export_pretrained(tmp)
         info.update(step=step, pipeline_class=model.pipeline_class_name)
+        if facts:
+            info['run'] = facts
         with open(osp.join(tmp, EXPORT_INFO), 'w') as f:
             json.dump(info, f, indent=2)
         _apply_umask(tmp)
+        if full_pipeline:
+            # After the umask pass: chmod on a hard link would change the
+            # base model's own files.
+            _finish(tmp, out_dir, work_dir)
         fsync_tree(tmp)
         old = None
         if osp.exists(out_dir):
@@ -103,6 +113,20 @@ def export_model(model, out_dir: str, step: Optional[int] = None) -> str:
         if osp.exists(tmp):
             remove_path(tmp)
     return out_dir
+
+
+def _finish(tmp: str, out_dir: str, work_dir: Optional[str]) -> None:
+    """Make ``tmp`` a complete pipeline folder with a model card; on
+    failure keep the trained parts (they matter more) and say so."""
+    from diffkd.export import finish_export
+    try:
+        finish_export(tmp, work_dir=work_dir)
+    except Exception as err:
+        from mmengine.logging import print_log
+        print_log(f'{out_dir} holds the trained parts only: completing it '
+                  f'into a pipeline folder failed ({type(err).__name__}: '
+                  f'{err}); run tools/export_pipeline.py when the base '
+                  'model is reachable', logger='current', level=30)
 
 
 def clean_export_leftovers(work_dir: str, logger=None) -> List[str]:
@@ -142,12 +166,18 @@ def clean_export_leftovers(work_dir: str, logger=None) -> List[str]:
 
 @HOOKS.register_module()
 class DiffusersExportHook(Hook):
-    """Export every ``interval`` iterations (0: only at the end)."""
+    """Export every ``interval`` iterations (0: only at the end).
+
+    ``final/`` is a complete pipeline folder with a model card unless
+    ``full_pipeline=False`` (then, like ``iter_<n>/``, the trained parts
+    only)."""
     priority = 'LOW'  # after EMA and checkpoint bookkeeping
 
-    def __init__(self, interval: int = 0, save_final: bool = True):
+    def __init__(self, interval: int = 0, save_final: bool = True,
+                 full_pipeline: bool = True):
         self.interval = interval
         self.save_final = save_final
+        self.full_pipeline = full_pipeline
 
     def before_train(self, runner):
         if is_main_process():
@@ -162,8 +192,14 @@ class DiffusersExportHook(Hook):
             ema = getattr(runner, 'diffkd_ema', None)
             ctx = ema.swapped(model) if ema is not None else nullcontext()
             with ctx:
+                final = name == 'final' and self.full_pipeline
+                facts = None
+                if final:
+                    from diffkd.export import run_facts
+                    facts = run_facts(runner.cfg)
                 out = export_model(model, osp.join(runner.work_dir, name),
-                                   runner.iter)
+                                   runner.iter, full_pipeline=final,
+                                   facts=facts, work_dir=runner.work_dir)
         runner.logger.info(f'exported diffusers weights to {out}')
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,

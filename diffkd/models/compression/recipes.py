@@ -25,20 +25,24 @@ class BKSDMBase(BlockRemoval):
 
 @COMPRESSIONS.register_module()
 class BKSDMSmall(BlockRemoval):
-    """BK-SDM-Small: Base without the mid block (482.3M)."""
+    """BK-SDM-Small: Base without the mid block (482.3M).
 
-    def __init__(self):
+    ``mid='resnet'`` keeps a light mid block (one resnet, as SSD-1B), which
+    ``ControlNetModel.from_unet`` needs (see docs/export.md)."""
+
+    def __init__(self, mid: str = 'remove'):
         super().__init__(down_layers=_SD_DOWN_ONE, up_layers=_SD_UP_TWO,
-                         mid='remove', teacher_stages=4)
+                         mid=mid, teacher_stages=4)
 
 
 @COMPRESSIONS.register_module()
 class BKSDMTiny(BlockRemoval):
-    """BK-SDM-Tiny: Small without the innermost stage (323.4M)."""
+    """BK-SDM-Tiny: Small without the innermost stage (323.4M);
+    ``mid='resnet'`` as for :class:`BKSDMSmall`."""
 
-    def __init__(self):
+    def __init__(self, mid: str = 'remove'):
         super().__init__(down_stages=[0, 1, 2], down_layers=[[0]] * 3,
-                         up_layers=[[0, 2]] * 3, mid='remove',
+                         up_layers=[[0, 2]] * 3, mid=mid,
                          teacher_stages=4)
 
 
@@ -95,11 +99,11 @@ class KOALA1B(BlockRemoval):
 @COMPRESSIONS.register_module()
 class KOALA700M(BlockRemoval):
     """KOALA-700M: KOALA-1B's layout at depth 5 without the mid block
-    (782M)."""
+    (782M); ``mid='resnet'`` as for :class:`BKSDMSmall`."""
 
-    def __init__(self):
+    def __init__(self, mid: str = 'remove'):
         super().__init__(
-            down_layers=[[0]] * 3, up_layers=[[0, 2]] * 3, mid='remove',
+            down_layers=[[0]] * 3, up_layers=[[0, 2]] * 3, mid=mid,
             down_depths=[1, 2, 5], up_depths=[[5, 5], [2, 2], [1, 1]],
             **_SDXL)
 

@@ -49,7 +49,8 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
         gradient_checkpointing: trade compute for memory in the UNet.
         lora: train LoRA adapters instead of full weights:
             ``dict(rank=8, alpha=8, dropout=0.0, target_modules=None,
-            text_encoder=False)``; exports go to ``lora/``.
+            text_encoder=False, use_dora=False)``; exports go to ``lora/``
+            (diffusers' file and a kohya/A1111 one).
         prior_loss_weight: weight of the class rows' loss when a batch
             carries ``is_prior`` (DreamBooth prior preservation).
         attention / channels_last / compile: speed switches for the UNet

@@ -393,6 +393,9 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
     def export_pretrained(self, out_dir: str) -> Dict:
         info = self.student.export_pretrained(out_dir)
         info['teacher'] = self.teacher_source
+        # The model card's "teacher -> student" line.
+        info['params'] = dict(teacher=_count(self.teacher),
+                              student=_count(self.student.unet))
         return info
 
     def generate(self, prompts, **kwargs):

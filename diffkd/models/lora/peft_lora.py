@@ -16,8 +16,10 @@ def add_lora(module: nn.Module,
              alpha: Optional[float] = None,
              dropout: float = 0.0,
              target_modules: Optional[Sequence[str]] = None,
-             default_targets: Sequence[str] = UNET_TARGETS) -> nn.Module:
-    """Freeze ``module`` and add a LoRA adapter: only LoRA weights train."""
+             default_targets: Sequence[str] = UNET_TARGETS,
+             use_dora: bool = False) -> nn.Module:
+    """Freeze ``module`` and add a LoRA adapter: only LoRA weights train
+    (``use_dora``: peft's weight-decomposed DoRA variant)."""
     from peft import LoraConfig
     module.requires_grad_(False)
     targets = list(target_modules or default_targets)
@@ -34,12 +36,13 @@ def add_lora(module: nn.Module,
             lora_alpha=alpha if alpha is not None else rank,
             lora_dropout=dropout,
             init_lora_weights='gaussian',
-            target_modules=targets))
+            target_modules=targets,
+            use_dora=use_dora))
     return module
 
 
 LORA_KEYS = ('rank', 'alpha', 'dropout', 'target_modules', 'text_encoder',
-             'text_encoder_targets')
+             'text_encoder_targets', 'use_dora')
 
 
 def add_lora_from_config(model: nn.Module, cfg: Dict) -> None:
@@ -51,7 +54,8 @@ def add_lora_from_config(model: nn.Module, cfg: Dict) -> None:
         raise ValueError(f'unknown lora keys {sorted(unknown)}; lora takes: '
                          f'{", ".join(LORA_KEYS)}')
     common = dict(rank=cfg.get('rank', 8), alpha=cfg.get('alpha'),
-                  dropout=cfg.get('dropout', 0.0))
+                  dropout=cfg.get('dropout', 0.0),
+                  use_dora=cfg.get('use_dora', False))
     add_lora(model.unet, target_modules=cfg.get('target_modules'), **common)
     if cfg.get('text_encoder'):
         model.finetune_text_encoder = True
@@ -96,7 +100,13 @@ def save_lora(pipeline_cls, out_dir: str, unet: nn.Module,
               text_encoders: Dict[str, nn.Module]) -> None:
     """``pipeline_cls.save_lora_weights`` for the UNet and any text encoder
     that carries an adapter (``text_encoder``, ``text_encoder_2``), with
-    each adapter's LoraConfig as metadata so ``alpha`` survives loading."""
+    each adapter's LoraConfig as metadata so ``alpha`` survives loading;
+    the same adapters in the kohya/A1111 format beside it
+    (:data:`.kohya.KOHYA_WEIGHT_NAME`; not for DoRA, which
+    that format cannot hold faithfully)."""
+    import os.path as osp
+
+    from .kohya import KOHYA_WEIGHT_NAME, save_kohya_lora
     kwargs = {'unet_lora_layers': lora_state_dict(unet),
               'unet_lora_adapter_metadata': lora_metadata(unet)}
     for name, encoder in text_encoders.items():
@@ -105,3 +115,11 @@ def save_lora(pipeline_cls, out_dir: str, unet: nn.Module,
             kwargs[f'{name}_lora_adapter_metadata'] = lora_metadata(encoder)
     pipeline_cls.save_lora_weights(
         out_dir, safe_serialization=True, **kwargs)
+    layers = {n[:-len('_lora_layers')]: v for n, v in kwargs.items()
+              if n.endswith('_lora_layers')}
+    alphas = {n: kwargs[f'{n}_lora_adapter_metadata']['lora_alpha']
+              for n in layers}
+    if not any(c.get('use_dora') for n, c in kwargs.items()
+               if n.endswith('_metadata')):
+        save_kohya_lora(osp.join(out_dir, KOHYA_WEIGHT_NAME), layers,
+                        alphas)
