@@ -12,6 +12,7 @@ from diffkd.models.diffusion.loading import (WEIGHT_SUFFIXES,
                                              CorruptWeightsError,
                                              load_component,
                                              weight_file_problem)
+from diffkd.models.diffusion.stable_diffusion import load_scheduler
 from diffkd.utils.hub import resolve_model_path
 
 EXPORT_INFO = 'export_info.json'
@@ -94,6 +95,9 @@ def load_pipeline(path: str,
         # e.g. a LoRA trained on a distilled student's UNet
         kwargs['unet'] = load_component(
             UNet2DConditionModel, info['base_unet'], torch_dtype=torch_dtype)
+    if 'scheduler' in info.get('parts', []):
+        # e.g. LCMScheduler for a consistency-distilled UNet or LoRA
+        kwargs['scheduler'] = load_scheduler(export)
     if cls.__name__ == 'StableDiffusionPipeline':
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     pipe = cls.from_pretrained(base, torch_dtype=torch_dtype, **kwargs)

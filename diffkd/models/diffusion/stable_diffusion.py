@@ -477,6 +477,17 @@ class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
         return info
 
     # ------------------------------------------------------------ sampling
+    #: ``(scheduler class, config)`` to sample with instead of the
+    #: pipeline's own (a consistency-distilled UNet samples with
+    #: ``LCMScheduler``); None: the pipeline's saved scheduler.
+    sampling_scheduler = None
+
+    def scheduler_for_sampling(self):
+        if self.sampling_scheduler is not None:
+            cls, config = self.sampling_scheduler
+            return cls.from_config(config)
+        return load_scheduler(self.model)
+
     def pipeline(self, unet: Optional[nn.Module] = None):
         """A diffusers pipeline sharing this model's modules (no copies)."""
         return StableDiffusionPipeline(
@@ -484,7 +495,7 @@ class StableDiffusion(FrozenChildrenStayInEval, DetachedLogVars,
             text_encoder=self.text_encoder,
             tokenizer=self.tokenizer,
             unet=unet if unet is not None else self.unet,
-            scheduler=load_scheduler(self.model),
+            scheduler=self.scheduler_for_sampling(),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False)

@@ -11,7 +11,7 @@ from transformers import (CLIPTextModel, CLIPTextModelWithProjection,
 
 from diffkd.registry import MODELS
 from .loading import load_component
-from .stable_diffusion import StableDiffusion, load_scheduler
+from .stable_diffusion import StableDiffusion
 
 
 @MODELS.register_module()
@@ -80,4 +80,4 @@ class StableDiffusionXL(StableDiffusion):
             tokenizer=self.tokenizer,
             tokenizer_2=self.tokenizer_2,
             unet=unet if unet is not None else self.unet,
-            scheduler=load_scheduler(self.model))
+            scheduler=self.scheduler_for_sampling())
