@@ -1,6 +1,7 @@
 """Latent consistency distillation: the loss at its fixed point, the
 guidance-conditioned student, and the two outputs loaded by stock diffusers
 pipelines with LCMScheduler."""
+import os
 import os.path as osp
 from types import SimpleNamespace
 
@@ -245,3 +246,33 @@ def test_lcm_lora_loads_into_stock_pipeline_and_samples_the_same(
     stock = stock_latents(pipe, 4, 1.0)
     assert (stock - plain).abs().max() > 1e-3, 'the LoRA changed nothing'
     torch.testing.assert_close(stock, mine, rtol=0, atol=1e-5)
+
+
+LCM_CONFIGS = sorted(
+    osp.join(dp, f) for dp, _, fs in os.walk(
+        osp.join(osp.dirname(__file__), '..', '..', 'configs', 'lcm'))
+    for f in fs if f.endswith('.py'))
+
+
+@pytest.mark.parametrize('path', LCM_CONFIGS,
+                         ids=[osp.basename(p) for p in LCM_CONFIGS])
+def test_real_lcm_configs_build_on_the_toy_topology(path, toy_sdxl,
+                                                    ssd_1b_student):
+    """Each real recipe (full LCM UNet or LCM-LoRA, own or given teacher)
+    on the untrained toy SDXL pipeline of the same topology."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    cfg.model.student.model = toy_sdxl
+    if cfg.model.student.get('unet'):
+        cfg.model.student.unet = ssd_1b_student
+    if cfg.model.get('teacher'):
+        cfg.model.teacher.model = toy_sdxl
+    lora = cfg.model.student.get('lora')
+    with DefaultScope.overwrite_default_scope('diffkd'):
+        model = MODELS.build(cfg.model)
+    assert model.is_lora == bool(lora)
+    assert hasattr(model, 'target_unet') != bool(lora)
+    if lora:
+        assert model.time_cond_proj_dim is None
+    else:
+        assert model.time_cond_proj_dim == cfg.model.time_cond_proj_dim

@@ -51,3 +51,22 @@ def test_step_distilled_teacher_is_built_on_demand(diffkd_home, tmp_path,
                guidance_scale=1.0, output_type='latent',
                generator=torch.Generator().manual_seed(0)).images
     assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all()
+
+    # The KOALA-Lightning toy twin distils from it and samples with
+    # trailing Euler.
+    from diffusers import EulerDiscreteScheduler
+
+    from diffkd.apis.inference import load_pipeline
+    from tests.conftest import REPO, run_config
+    monkeypatch.setenv('DIFFKD_HOME', home)
+    cfg = tmp_path / 'koala_lightning_test.py'
+    cfg.write_text(
+        f"_base_ = '{osp.join(REPO, 'configs', 'toy', 'koala_lightning_700m_distill_toy.py')}'\n"  # noqa: E501
+        "custom_hooks = [dict(type='DiffusersExportHook')]\n")
+    work = run_config(str(cfg), tmp_path / 'koala_lightning',
+                      'train_cfg.max_iters=1', 'train_dataloader.batch_size=2')
+    with open(osp.join(work, 'final', 'export_info.json')) as f:
+        assert json.load(f)['teacher'] == 'diffkd-toy/sdxl-teacher-lcm'
+    student = load_pipeline(work)
+    assert isinstance(student.scheduler, EulerDiscreteScheduler)
+    assert student.scheduler.config.timestep_spacing == 'trailing'
