@@ -90,7 +90,8 @@ def few_step_table(samplers: Sequence[Sampler],
                 colour_acc=score['colour_acc'],
                 shape_acc=score['shape_acc'],
                 background_acc=score['background_acc'],
-                latent_mse=float((latents.float() - ref.float()).pow(2).mean()),
+                latent_mse=float((latents.float() - ref.float()).pow(2)
+                                 .mean()),
                 latency_s=latency))
     return dict(rows=rows, prompts=len(prompts),
                 reference=dict(model=reference.name, steps=reference_steps,
