@@ -6,7 +6,8 @@ from typing import Dict, Optional
 
 import torch
 
-from diffkd.models.diffusion.components import component_class
+from diffkd.models.diffusion.components import (component_class,
+                                                load_scheduler)
 from diffkd.models.diffusion.loading import (WEIGHT_SUFFIXES,
                                              CorruptWeightsError,
                                              load_component,
@@ -57,6 +58,9 @@ def load_pipeline(path: str,
         kwargs['unet'] = load_component(
             UNet2DConditionModel, export, subfolder='unet',
             torch_dtype=torch_dtype)
+    if 'scheduler' in info.get('parts', []):
+        # e.g. LCMScheduler for a consistency-distilled UNet or LoRA
+        kwargs['scheduler'] = load_scheduler(export)
     # Components the run took from elsewhere than the base pipeline (e.g. a
     # distilled student's UNet under a LoRA, a fixed VAE).
     # A complete pipeline folder holds them already.

@@ -10,6 +10,10 @@
 - ``sd15-teacher`` / ``sdxl-teacher``: the base pipelines with a UNet
   trained by diffkd's own fine-tune config (``configs/toy/*_finetune_toy.py``;
   shipped weights, see :mod:`diffkd.toy.teachers`).
+- ``sdxl-teacher-lcm``: the step-distilled toy teacher (the toy's
+  SDXL-Lightning), consistency-distilled from ``sdxl-teacher`` by
+  ``configs/toy/sdxl_lcm_teacher_toy.py``; trained when asked for by name
+  (minutes), never by a build of the whole world.
 
 :func:`build_toy_world` (``python tools/build_toy_world.py``) builds them in
 ``$DIFFKD_HOME/toy``; :func:`diffkd.utils.hub.resolve_model_path` only looks
@@ -111,11 +115,17 @@ def _teacher(kind: str, out_dir: str, build: _Build):
                                          build.weights_dir)
 
 
+def _step_distilled_teacher(out_dir: str, build: _Build):
+    teachers.train_step_distilled_teacher(out_dir, build.home)
+
+
 class ToyAsset(NamedTuple):
     build: Callable[[str, _Build], None]
     # Assets it reads; a trained teacher also reads its training data.
     needs: Sequence[str] = ()
     needs_to_train: Sequence[str] = ()
+    # Built only when named (it trains for minutes).
+    on_demand: bool = False
 
 
 # In build order: an asset comes after the ones it needs.
@@ -134,6 +144,9 @@ for _kind in teachers.TEACHER_KINDS:
         functools.partial(_teacher, _kind), needs=(_kind, ),
         needs_to_train=('shapes', ))
 TEACHER_ASSETS = tuple(f'{k}-teacher' for k in teachers.TEACHER_KINDS)
+TOY_ASSETS['sdxl-teacher-lcm'] = ToyAsset(
+    _step_distilled_teacher, needs=('sdxl-teacher', 'shapes'),
+    on_demand=True)
 
 
 def toy_asset_names() -> List[str]:
@@ -144,8 +157,9 @@ def build_toy_world(names: Optional[Sequence[str]] = None,
                     home: Optional[str] = None,
                     retrain_teachers: bool = False,
                     weights_dir: Optional[str] = None) -> Dict[str, str]:
-    """Build the toy assets ``names`` (default: all) and the ones they need
-    in ``home`` (default ``$DIFFKD_HOME``); already built ones are kept.
+    """Build the toy assets ``names`` (default: all but the on-demand ones)
+    and the ones they need in ``home`` (default ``$DIFFKD_HOME``); already
+    built ones are kept.
 
     Args:
         retrain_teachers: train the teacher assets among them with their
@@ -158,7 +172,8 @@ def build_toy_world(names: Optional[Sequence[str]] = None,
         ``{name: folder}`` of every asset built or found, in build order.
     """
     home = osp.abspath(osp.expanduser(home or diffkd_home()))
-    wanted = list(TOY_ASSETS) if names is None else list(names)
+    wanted = [n for n, a in TOY_ASSETS.items() if not a.on_demand] \
+        if names is None else list(names)
     unknown = [n for n in wanted if n not in TOY_ASSETS]
     if unknown:
         raise KeyError(f'unknown toy asset(s) {unknown}; known: '

@@ -25,6 +25,8 @@ from diffkd.utils.hub import toy_asset_dir
 from diffkd.utils.paths import find_config, find_tool
 
 TEACHER_KINDS = ('sd15', 'sdxl')
+# The step-distilled toy teacher (asset sdxl-teacher-lcm), built on demand.
+STEP_DISTILLED_CONFIG = 'toy/sdxl_lcm_teacher_toy.py'
 WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'weights')
 RECORD = 'training.json'
 # Every shipped file stays small enough for a source repository.
@@ -175,12 +177,57 @@ def train_teacher(kind: str, out_dir: str, home: str):
     """Write the ``kind``-teacher asset: the base pipeline with a UNet
     trained by ``tools/train.py`` on the teacher's fine-tune config (in
     ``home``'s toy world), its sample grids, log and ``training.json``."""
-    config = teacher_config(kind)
     options = teacher_options()
-    work_dir = tempfile.mkdtemp(prefix=f'.{kind}-teacher-train-',
+    _train_asset(teacher_config(kind), kind, f'{kind} teacher', out_dir,
+                 home, options, ('unet', ),
+                 lambda: training_record(kind, options))
+
+
+def train_step_distilled_teacher(out_dir: str, home: str):
+    """Write the ``sdxl-teacher-lcm`` asset: the toy SDXL teacher's pipeline
+    with the UNet and ``LCMScheduler`` of a consistency-distillation run of
+    :data:`STEP_DISTILLED_CONFIG` from it (a few minutes on 2 CPU cores;
+    ``$DIFFKD_TOY_TEACHER_OPTIONS`` applies), its sample grids and log."""
+    options = teacher_options()
+    config = find_config(STEP_DISTILLED_CONFIG)
+
+    def record():
+        import diffusers
+        import torch
+        return dict(
+            config=f'configs/{STEP_DISTILLED_CONFIG}', cfg_options=options,
+            trained=datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec='seconds'),
+            torch=torch.__version__, diffusers=diffusers.__version__)
+
+    _train_asset(config, 'sdxl', 'step-distilled sdxl teacher', out_dir,
+                 home, options, ('unet', 'scheduler'), record)
+
+
+def _name_parts_in_model_index(folder: str, parts: Sequence[str]):
+    """``model_index.json`` names each replaced part's class (e.g. an
+    LCMScheduler in place of the base pipeline's Euler scheduler), so
+    ``DiffusionPipeline.from_pretrained`` loads it as what it is."""
+    index_path = osp.join(folder, 'model_index.json')
+    with open(index_path) as f:
+        index = json.load(f)
+    for part in parts:
+        for name in ('config.json', 'scheduler_config.json'):
+            config = osp.join(folder, part, name)
+            if osp.isfile(config) and part in index:
+                with open(config) as f:
+                    index[part] = ['diffusers', json.load(f)['_class_name']]
+    with open(index_path, 'w') as f:
+        json.dump(index, f, indent=2)
+
+
+def _train_asset(config: str, base: str, what: str, out_dir: str, home: str,
+                 options: Sequence[str], parts: Sequence[str], record):
+    """Run ``tools/train.py`` on ``config`` in ``home``'s toy world; write
+    the ``base`` pipeline with the exported ``parts`` to ``out_dir``."""
+    work_dir = tempfile.mkdtemp(prefix=f'.{osp.basename(out_dir)}-train-',
                                 dir=osp.dirname(out_dir))
-    _say(f'training the toy {kind} teacher with {config} '
-         f'(logs in {work_dir})')
+    _say(f'training the toy {what} with {config} (logs in {work_dir})')
     cmd = [sys.executable, find_tool('train.py'), config,
            '--work-dir', work_dir]
     if options:
@@ -188,20 +235,24 @@ def train_teacher(kind: str, out_dir: str, home: str):
     try:
         ret = subprocess.run(cmd, env=dict(os.environ, DIFFKD_HOME=home))
         if ret.returncode != 0:
-            raise RuntimeError(f'training the toy {kind} teacher failed '
+            raise RuntimeError(f'training the toy {what} failed '
                                f'(exit {ret.returncode}); see {work_dir}')
-        _copy_base(kind, out_dir, home)
-        shutil.copytree(osp.join(work_dir, 'final', 'unet'),
-                        osp.join(out_dir, 'unet'))
-        # Keep what shows how the teacher was made: sample grids and log.
-        shutil.copytree(osp.join(work_dir, 'vis'),
-                        osp.join(out_dir, 'training', 'vis'))
+        _copy_base(base, out_dir, home)
+        for part in parts:
+            shutil.rmtree(osp.join(out_dir, part), ignore_errors=True)
+            shutil.copytree(osp.join(work_dir, 'final', part),
+                            osp.join(out_dir, part))
+        _name_parts_in_model_index(out_dir, parts)
+        # Keep what shows how the model was made: sample grids and log.
+        if osp.isdir(osp.join(work_dir, 'vis')):
+            shutil.copytree(osp.join(work_dir, 'vis'),
+                            osp.join(out_dir, 'training', 'vis'))
         for name in os.listdir(work_dir):
             log = osp.join(work_dir, name, f'{name}.log')
             if osp.isfile(log):
                 shutil.copy(log, osp.join(out_dir, 'training', 'train.log'))
         with open(osp.join(out_dir, 'training', RECORD), 'w') as f:
-            json.dump(training_record(kind, options), f, indent=2)
+            json.dump(record(), f, indent=2)
     except BaseException:
         _say(f'the failed run is kept in {work_dir}')
         raise

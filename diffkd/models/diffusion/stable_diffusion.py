@@ -191,9 +191,18 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
         raise ValueError(f'unsupported mode {mode!r}; use loss or predict')
 
     # ------------------------------------------------------------ sampling
+    #: ``(scheduler class, config)`` to sample with instead of the
+    #: pipeline's own (a consistency-distilled UNet samples with
+    #: ``LCMScheduler``); None: the pipeline's saved scheduler.
+    sampling_scheduler_override = None
+
     def sampling_scheduler(self):
-        """The scheduler class the base pipeline (or the ``scheduler``
-        component) names in its config, as diffusers samples with it."""
+        """The scheduler samples are drawn with: the override, else the
+        class the base pipeline (or the ``scheduler`` component) names in
+        its config, as diffusers samples with it."""
+        if self.sampling_scheduler_override is not None:
+            cls, config = self.sampling_scheduler_override
+            return cls.from_config(config)
         spec = normalized_spec(
             self.component_sources.get('scheduler'), self.model, 'scheduler')
         name, sub = spec.pop('name_or_path'), spec.pop('subfolder')

@@ -1,3 +1,3 @@
-from .l2 import L2Loss, SNRL2Loss, compute_snr
+from .l2 import L2Loss, PseudoHuberLoss, SNRL2Loss, compute_snr
 
-__all__ = ['L2Loss', 'SNRL2Loss', 'compute_snr']
+__all__ = ['L2Loss', 'PseudoHuberLoss', 'SNRL2Loss', 'compute_snr']

@@ -71,3 +71,27 @@ class SNRL2Loss(nn.Module):
                              f'{prediction_type!r}')
         loss = _per_sample_mse(pred, target) * weight.to(pred.device)
         return self.loss_weight * loss.mean()
+
+
+@MODELS.register_module()
+class PseudoHuberLoss(nn.Module):
+    """Pseudo-Huber loss ``mean(sqrt((pred - target)^2 + c^2) - c)``: L2 for
+    errors much smaller than ``c``, L1 beyond (the loss of latent
+    consistency distillation; Song & Dhariwal, 2023). ``snr`` is accepted
+    and ignored."""
+
+    def __init__(self, c: float = 0.001, loss_weight: float = 1.0):
+        super().__init__()
+        if c <= 0:
+            raise ValueError(f'PseudoHuberLoss needs c > 0, got c={c}')
+        self.c = c
+        self.loss_weight = loss_weight
+
+    def forward(self,
+                pred: torch.Tensor,
+                target: torch.Tensor,
+                snr: Optional[torch.Tensor] = None,
+                prediction_type: str = 'epsilon') -> torch.Tensor:
+        err = (pred.float() - target.float()).pow(2)
+        return self.loss_weight * (torch.sqrt(err + self.c**2) -
+                                   self.c).mean()
