@@ -130,7 +130,7 @@ def use_toy_data(cfg, size: int):
     """Train on the toy captioned shapes, resized and cropped to size."""
     toy = Config.fromfile(
         osp.join(osp.dirname(TOOLS), 'configs', '_base_', 'datasets',
-                 'toy_shapes.py')).train_dataloader.dataset
+                 'toy_shapes.py')).toy.train_dataloader.dataset
     for step in toy.pipeline:
         if step.type in ('ResizeShortEdge', 'RandomCropWithCoords',
                          'CenterCropWithCoords'):
