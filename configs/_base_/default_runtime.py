@@ -46,8 +46,11 @@ visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 model_wrapper_cfg = dict(type='diffkd.DiffusionDDP')
 # Losses are logged as means over the last 10 iterations (mmengine's
 # smoothing), but held-out losses (val/...) as each validation's own value:
-# averaged, they would mix up to 10 validations.
+# averaged, they would mix up to 10 validations. The console line carries
+# the loss and its terms; per-pair feature KD values (kd_feat/*) go to
+# vis_data/scalars.json and TensorBoard only.
 log_processor = dict(
+    type='DiffusionLogProcessor',
     by_epoch=False,
     mean_pattern=r'^(?!val/).*(loss|time|data_time|grad_norm).*')
 log_level = 'INFO'

@@ -1,16 +1,19 @@
-# Toy twin of configs/bk_sdm/bk_sdm_base_distill_from_sd14.py.
+# Toy twin of configs/bk_sdm/bk_sdm_base_distill_from_sd14.py
+# (docs/distill.md, "Toy twins"): that config with the toy world's model
+# ids, data, schedule and intervals; tests/test_config_parity.py checks
+# that nothing else differs.
 _base_ = [
-    '../_base_/datasets/toy_shapes.py',
+    '../bk_sdm/bk_sdm_base_distill_from_sd14.py',
     '../_base_/schedules/toy_distill.py',
 ]
-teacher_model = 'diffkd-toy/sd15-teacher'
-model = dict(
-    type='DiffusionDistiller',
-    student=dict(type='StableDiffusion', model=teacher_model),
-    teacher=dict(model=teacher_model),
-    compression=dict(type='BKSDMBase'),
-    student_init='teacher',
-    features='bk_sdm',
-    loss_weights=dict(task=1.0, output=1.0, feature=1.0))
+base_model = 'diffkd-toy/sd15-teacher'
+model = dict(student=dict(model=base_model), teacher=dict(model=base_model))
+train_dataloader = {{_base_.toy.train_dataloader}}
+train_pipeline = {{_base_.toy.train_dataloader.dataset.pipeline}}
+optim_wrapper = {{_base_.toy.optim_wrapper}}
+train_cfg = {{_base_.toy.train_cfg}}
+param_scheduler = {{_base_.toy.param_scheduler}}
+default_hooks = {{_base_.toy.default_hooks}}
+custom_hooks = {{_base_.toy.custom_hooks}}
 # tools/test.py: the teacher samples the same prompts and seeds too
 test_cfg = dict(teacher=True)

@@ -8,13 +8,7 @@
 _base_ = './lcm_sdxl_toy.py'
 model = dict(w_min=3.0, w_max=3.0, time_cond_proj_dim=None)
 custom_hooks = [
-    dict(
-        type='VisualizationHook',
-        prompts={{_base_.vis_prompts}},
-        interval=150,
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        upscale=4),
+    dict(_base_.custom_hooks[0], guidance_scale=1.0),
     dict(type='DiffusersExportHook'),
 ]
 test_cfg = dict(sampling=dict(num_inference_steps=4, guidance_scale=1.0))

@@ -92,7 +92,7 @@ def use_random_weights(cfg, folder: str,
 def use_toy_data(cfg, size: int):
     """Train on the toy captioned shapes, resized and cropped to size."""
     toy_loader = Config.fromfile(find_config(
-        '_base_/datasets/toy_shapes.py')).train_dataloader
+        '_base_/datasets/toy_shapes.py')).toy.train_dataloader
     toy = toy_loader.dataset
     for step in toy.pipeline:
         if step.type in ('ResizeShortEdge', 'RandomCropWithCoords',

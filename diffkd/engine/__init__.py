@@ -1,5 +1,6 @@
 from . import distributed  # noqa: F401  (DDP/FSDP wrappers, strategy)
 from .hooks import *  # noqa: F401,F403
+from .log_processor import DiffusionLogProcessor
 from .loops import DiffusionTestLoop
 from .optim import (AutocastOptimWrapper, DiffusionOptimWrapper,
                     TrainableParamsOptimWrapperConstructor)
@@ -8,7 +9,8 @@ from .runner import (CheckpointMismatchError, DiffusionFlexibleRunner,
 
 __all__ = [
     'AutocastOptimWrapper', 'CheckpointMismatchError',
-    'DiffusionFlexibleRunner', 'DiffusionOptimWrapper', 'DiffusionRunner',
-    'DiffusionTestLoop', 'NoCheckpointError', 'RandomStateHook',
+    'DiffusionFlexibleRunner', 'DiffusionLogProcessor',
+    'DiffusionOptimWrapper', 'DiffusionRunner', 'DiffusionTestLoop',
+    'NoCheckpointError', 'RandomStateHook',
     'TrainableParamsOptimWrapperConstructor', 'read_checkpoint'
 ]

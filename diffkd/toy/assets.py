@@ -121,7 +121,8 @@ def _step_distilled_teacher(out_dir: str, build: _Build):
 
 class ToyAsset(NamedTuple):
     build: Callable[[str, _Build], None]
-    # Assets it reads; a trained teacher also reads its training data.
+    # Assets it reads; a trained teacher also reads its training data and
+    # its held-out validation images (configs/_base_/datasets/toy_shapes.py).
     needs: Sequence[str] = ()
     needs_to_train: Sequence[str] = ()
     # Built only when named (it trains for minutes).
@@ -142,7 +143,7 @@ for _kind in teachers.TEACHER_KINDS:
 for _kind in teachers.TEACHER_KINDS:
     TOY_ASSETS[f'{_kind}-teacher'] = ToyAsset(
         functools.partial(_teacher, _kind), needs=(_kind, ),
-        needs_to_train=('shapes', ))
+        needs_to_train=('shapes', 'shapes-val'))
 TEACHER_ASSETS = tuple(f'{k}-teacher' for k in teachers.TEACHER_KINDS)
 TOY_ASSETS['sdxl-teacher-lcm'] = ToyAsset(
     _step_distilled_teacher, needs=('sdxl-teacher', 'shapes'),

@@ -126,8 +126,9 @@ def test_missing_type_lists_what_can_be_built():
      "L2Loss got unknown config key 'wieght' (did you mean 'loss_weight'?); "
      'L2Loss takes: loss_weight'),
     ({'log_processor.window': 3},
-     "LogProcessor got unknown config key 'window' (did you mean "
-     "'window_size'?)"),
+     "DiffusionLogProcessor got unknown config key 'window' (did you mean "
+     "'window_size'?); DiffusionLogProcessor takes: console_exclude, "
+     'window_size, '),
     # **kwargs handed on to the bases (super().__init__ and
     # OptimWrapper.__init__(self, ...)): their parameters count.
     ({'optim_wrapper.accumulative_count': 2},

@@ -1,6 +1,7 @@
 """A toy SSD-1B distillation run, end to end (untrained toy teacher, so
 the test does not wait for the teacher to be trained)."""
 import json
+import os
 import os.path as osp
 
 import torch
@@ -34,13 +35,30 @@ def test_toy_ssd1b_distillation_exports_a_diffusers_student(tmp_path,
     assert out.shape == (1, 32, 32, 3)
     # ... and the API used by tools/infer.py builds the same thing.
     assert load_pipeline(work).unet.config.mid_block_type == 'UNetMidBlock2D'
-    # Every KD term was logged.
-    log = open(next(osp.join(work, d, 'vis_data', 'scalars.json')
-                    for d in sorted(__import__('os').listdir(work))
-                    if osp.isdir(osp.join(work, d, 'vis_data')))).read()
-    for key in ('loss_task', 'loss_kd_out', 'loss_kd_feat',
+    # Every KD term, and every pair's, reaches the scalar backends ...
+    run = next(osp.join(work, d) for d in sorted(os.listdir(work))
+               if osp.isdir(osp.join(work, d, 'vis_data')))
+    rows = [json.loads(line) for line in
+            open(osp.join(run, 'vis_data', 'scalars.json'))]
+    scalars = [r for r in rows if 'loss' in r]
+    assert len(scalars) == 3
+    for key in ('loss', 'loss_task', 'loss_kd_out', 'loss_kd_feat',
                 'kd_feat/mid_block'):
-        assert key in log
+        assert all(key in row for row in scalars), key
+    assert sum(k.startswith('kd_feat/') for k in scalars[0]) == 26
+    # ... while the console line carries the loss and its three terms only.
+    lines = [line for line in open(osp.join(
+        run, osp.basename(run) + '.log')) if 'Iter(train)' in line]
+    assert len(lines) == 3
+    for line in lines:
+        for key in ('loss:', 'loss_task:', 'loss_kd_out:', 'loss_kd_feat:'):
+            assert key in line, (key, line)
+        assert 'kd_feat/' not in line, line
+    # The held-out loss at the end (train_cfg.val_interval), per term.
+    val = [r for r in rows if 'val/loss' in r]
+    assert [r['step'] for r in val] == [3]
+    assert all(f'val/{k}' in val[0]
+               for k in ('loss_task', 'loss_kd_out', 'loss_kd_feat'))
     ckpt = torch.load(osp.join(work, 'iter_3.pth'), weights_only=False)
     assert not any(k.startswith('teacher.') for k in ckpt['state_dict'])
     names = [n for g in ckpt['optimizer']['param_groups'] for n in g['params']]

@@ -48,7 +48,9 @@ def test_final_unet_loads_in_plain_diffusers(sdxl_run, toy_sdxl):
     changed = [n for n, p in base.named_parameters()
                if not torch.equal(p, trained[n])]
     assert changed, 'training did not change the exported UNet'
-    # The exported weights are the checkpoint's weights.
+    # The exported weights are the checkpoint's weights: with the real
+    # config's TrainableEMAHook, its state_dict holds the average
+    # (test_ema_weights_are_exported_and_resumed_exactly).
     ckpt = torch.load(osp.join(sdxl_run, 'iter_4.pth'), weights_only=False)
     for name, value in unet_weights(osp.join(sdxl_run, 'final',
                                              'unet')).items():

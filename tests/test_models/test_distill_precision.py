@@ -137,6 +137,34 @@ def test_teacher_sees_the_students_exact_sdxl_conditioning(
     assert torch.equal(t['sample'], s['sample'].to(low))
 
 
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_teacher_runs_in_its_own_dtype_under_the_students_autocast(
+        toy_sd15, dtype):
+    """The optimizer wrapper autocasts the step (bf16 on a CPU, for a float16
+    config too); the teacher runs in its own dtype outside that autocast, as
+    in the official scripts. An fp16 teacher under CPU bf16 autocast failed
+    in its group norms ("mixed dtype (CPU)")."""
+    model = distiller(toy_sd15, 'BKSDMTiny', dtype, False)
+    seen = []
+    handle = model.teacher.register_forward_hook(
+        lambda module, args, kwargs, output: seen.append(
+            (args, kwargs, output[0])), with_kwargs=True)
+    inputs = model.data_preprocessor(dict(inputs=dict(
+        img=torch.rand(2, 3, 32, 32) * 2 - 1,
+        text=['a red circle', 'a blue square'])), True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = model(**inputs, mode='loss')
+    handle.remove()
+    assert set(losses) >= {'loss_task', 'loss_kd_out', 'loss_kd_feat'}
+    assert all(torch.isfinite(v) for v in losses.values())
+    (args, kwargs, output), = seen
+    low = getattr(torch, dtype)
+    assert args[0].dtype == output.dtype == low
+    # The same inputs through the teacher without any autocast.
+    with torch.no_grad():
+        assert torch.equal(model.teacher(*args, **kwargs)[0], output)
+
+
 def test_pretrained_student_check_builds_no_weights():
     """The shape check of a pretrained SSD-1B student (real size) against
     its recipe allocates no second UNet (it was 5.3 GB in fp32)."""

@@ -1,26 +1,45 @@
 # The toy world's captioned shapes (32 px), built on first use in
 # $DIFFKD_HOME and read through the same imagefolder loader as user data.
-train_pipeline = [
-    dict(type='ResizeShortEdge', size=32),
-    dict(type='RandomCropWithCoords', size=32),
-    dict(type='RandomHorizontalFlip', prob=0.5),
-    dict(type='RandomCaptionDrop', prob=0.1),
-    dict(type='ComputeTimeIds'),
-    dict(type='NormalizeRGB'),
-    dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
-]
-train_dataloader = dict(
-    # The toy step time is overhead-bound: a big batch is nearly free.
-    batch_size=64,
-    num_workers=0,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='HFImageTextDataset',
-        dataset='diffkd-toy/shapes',
-        image_column='image',
-        caption_column='text',
-        pipeline=train_pipeline))
+#
+# A toy twin inherits its real config and a toy schedule that includes this
+# file (docs/distill.md, "Toy twins"). mmengine refuses a key that two bases
+# both define, so the toy world's values live in one dict, `toy`, and the
+# twin assigns them to the real config's keys:
+#   train_dataloader = {{_base_.toy.train_dataloader}}
+# Keys that real configs do not have (test_*) are set here directly.
+toy = dict(
+    # Replaces the real config's dataloader (a real distillation streams
+    # shards, which have no sampler; the toy shapes are a map-style set).
+    train_dataloader=dict(
+        _delete_=True,
+        # The toy step time is overhead-bound: a big batch is nearly free.
+        batch_size=64,
+        num_workers=0,
+        persistent_workers=False,
+        sampler=dict(type='InfiniteSampler', shuffle=True),
+        collate_fn=dict(type='default_collate'),
+        dataset=dict(
+            type='HFImageTextDataset',
+            dataset='diffkd-toy/shapes',
+            image_column='image',
+            caption_column='text',
+            pipeline=[
+                dict(type='ResizeShortEdge', size=32),
+                dict(type='RandomCropWithCoords', size=32),
+                dict(type='RandomHorizontalFlip', prob=0.5),
+                dict(type='RandomCaptionDrop', prob=0.1),
+                dict(type='ComputeTimeIds'),
+                dict(type='NormalizeRGB'),
+                dict(type='PackInputs', keys=['img', 'text', 'time_ids']),
+            ])),
+    vis_prompts=[
+        'a red circle on a blue background',
+        'a yellow square on a black background',
+        'a green triangle on a white background',
+        'a blue circle on a yellow background',
+        'a white square on a red background',
+        'a black triangle on a green background',
+    ])
 
 # Validation: the training loss and each KD term on held-out shapes (32 of
 # the 90 in diffkd-toy/shapes-val, 2 batches), every image with its own

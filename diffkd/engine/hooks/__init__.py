@@ -8,12 +8,12 @@ from .signal_hook import SignalCheckpointHook
 from .stream_hook import StreamPositionHook
 from .teacher_hook import TeacherScheduleHook
 from .test_outputs_hook import TestOutputsHook
-from .visualization_hook import VisualizationHook, make_grid
+from .visualization_hook import VisualizationHook, make_grid, sample_grid
 
 __all__ = [
     'DeferredRuntimeInfoHook', 'DiffusersExportHook', 'NonFiniteLossHook',
     'RandomStateHook', 'SafeCheckpointHook', 'SignalCheckpointHook',
     'StreamPositionHook', 'TeacherScheduleHook', 'TestOutputsHook',
     'TrainableEMAHook', 'TrainableParameters', 'VisualizationHook',
-    'export_model', 'make_grid'
+    'export_model', 'make_grid', 'sample_grid'
 ]

@@ -303,7 +303,13 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
         # bf16 holds integers exactly only up to 256 (1365 px -> 1368).
         cast.noisy_latents = batch.noisy_latents.to(dt)
         cast.encoder_hidden_states = batch.encoder_hidden_states.to(dt)
-        return self.student.run_unet(self.teacher, cast).float()
+        # The teacher runs in its own dtype outside the optimizer wrapper's
+        # autocast, as in the official training scripts (only the student
+        # is autocast there). Under CPU bf16 autocast an fp16 teacher's
+        # group norms would meet bf16 activations: "mixed dtype (CPU)".
+        device = batch.noisy_latents.device.type
+        with torch.autocast(device, enabled=False):
+            return self.student.run_unet(self.teacher, cast).float()
 
     def loss(self, inputs: Dict) -> Dict[str, torch.Tensor]:
         st = self.student
