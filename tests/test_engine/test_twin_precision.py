@@ -5,36 +5,27 @@ and often with gradient checkpointing; some toy twins keep fp32 on the CPU
 (tests/test_config_parity.py says which and why). Here each twin gets its
 real config's precision back (``optim_wrapper.dtype``, the teacher's
 ``dtype``, gradient checkpointing) and trains for one iteration on the
-untrained toy pipelines through tools/train.py, with the real config's
+untrained toy pipelines as tools/train.py builds them, with the real config's
 hooks, so CI runs that path for every twin. Without CUDA,
 DiffusionOptimWrapper runs a float16 config as bf16 autocast.
 """
 import math
 import os.path as osp
-import sys
 
 import pytest
 import torch
 from mmengine.config import Config
 
+from diffkd.apis.config import train_config
+from diffkd.apis.train import build_runner
 from diffkd.engine import DiffusionOptimWrapper
 from diffkd.engine.hooks import SignalCheckpointHook
 from diffkd.engine.hooks.export_hook import unwrap
-from tests.conftest import REPO
 from tests.test_config_parity import MISSING, PRECISION, TOY_DIR, TWINS, flat
 
 _RUNS = {}
 # The real precision's forward, backward, step, validation and export.
 ITERS = 1
-
-
-def _train_module():
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    try:
-        import train
-    finally:
-        sys.path.pop(0)
-    return train
 
 
 def real_precision(toy: str) -> dict:
@@ -74,7 +65,10 @@ def _shrink(cfg, tmp, paths):
     for key in ('model', 'train_dataloader'):
         cfg[key] = swap(cfg[key])
     cfg.train_cfg.max_iters = ITERS
-    cfg.train_dataloader.batch_size = 2
+    if cfg.train_dataloader.get('batch_size') is None:  # a stream batches
+        cfg.train_dataloader.dataset.batch_size = 2
+    else:
+        cfg.train_dataloader.batch_size = 2
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
         cfg[key] = None
     cfg.default_hooks.logger.interval = 1
@@ -99,6 +93,8 @@ def train_twin(toy: str, tmp_factory, toy_sd15, toy_sdxl):
     # Other toy runs' outputs (work_dirs/<twin>/final/...) come from this
     # test's own runs of those twins.
     paths = {'diffkd-toy/sdxl-teacher': lambda: toy_sdxl,
+             # the step-distilled toy teacher, built on demand only
+             'diffkd-toy/sdxl-teacher-lcm': lambda: toy_sdxl,
              'diffkd-toy/sd15-teacher': lambda: toy_sd15}
     for other in TWINS:
         name = osp.splitext(osp.basename(other))[0]
@@ -108,10 +104,8 @@ def train_twin(toy: str, tmp_factory, toy_sd15, toy_sdxl):
     _shrink(cfg, tmp, paths)
     path = str(tmp / osp.basename(toy))
     cfg.dump(path)
-    train = _train_module()
-    cfg = train.build_config(
-        train.parse_args([path, '--work-dir', str(tmp / 'work')]))
-    runner = train.build_runner(cfg)
+    # What tools/train.py builds from the file.
+    runner = build_runner(train_config(path, work_dir=str(tmp / 'work')))
     # One thread: on shared cores, OpenMP threads waiting for each other
     # make every small kernel slow.
     threads = torch.get_num_threads()

@@ -84,6 +84,7 @@ def test_teacher_row_is_sampled_once_per_teacher():
 
     class Distiller:
         teacher, teacher_source = object(), 'teacher-a'
+        samples_teacher = True
 
         def __call__(self, inputs, mode):
             asked.append(inputs['sampling'].get('teacher', False))
@@ -101,6 +102,23 @@ def test_teacher_row_is_sampled_once_per_teacher():
     model.teacher_source = 'teacher-b'
     hook._rows(model)
     assert asked[-1] is True
+
+
+def test_a_teacher_that_is_no_sampler_gets_no_row():
+    """A consistency distiller's teacher is no few-step sampler: the grid
+    shows the student alone, and the model is not asked for the teacher."""
+    asked = []
+
+    class ConsistencyDistiller:
+        teacher, teacher_source = object(), 'teacher-a'
+
+        def __call__(self, inputs, mode):
+            asked.append(inputs['sampling'].get('teacher', False))
+            return [dict(image=np.zeros((8, 8, 3), np.uint8))
+                    for _ in inputs['text']]
+
+    rows = VisualizationHook(['a', 'b'])._rows(ConsistencyDistiller())
+    assert asked == [False] and list(rows) == ['']
 
 
 def test_sample_grid_checks_its_rows():

@@ -273,7 +273,9 @@ def test_nan_loss_skip_mode_skips_the_step(tmp_path, toy_sd15, capfd,
                                            small_shapes):
     cfg = sd15_config(
         tmp_path / 'cfg.py', small_shapes, nonfinite='skip',
-        model="model = dict(loss=dict(type='NaNAtIterL2Loss', iters=[3]))")
+        # replaces the inherited min-SNR loss with its own arguments
+        model="model = dict(loss=dict(_delete_=True, type='NaNAtIterL2Loss', "
+        "iters=[3]))")
     work = tmp_path / 'work'
     with one_thread():
         assert run_cli(cfg, work) == 0

@@ -127,7 +127,11 @@ class VisualizationHook(Hook):
     def _rows(self, model) -> Dict[str, List[Image.Image]]:
         """The sampled rows by label: the teacher's (for a distiller) and
         the model's own."""
-        teacher = getattr(model, 'teacher', None)
+        # Models that sample their teacher on request (sampling.teacher,
+        # DiffusionDistiller); a consistency distiller's teacher is no
+        # few-step sampler, so its grid has the student's row only.
+        teacher = getattr(model, 'teacher', None) \
+            if getattr(model, 'samples_teacher', False) else None
         source = getattr(model, 'teacher_source', None)
         with_teacher = teacher is not None and \
             source not in self._teacher_row

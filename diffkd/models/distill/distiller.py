@@ -366,6 +366,10 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
             return self.predict(inputs)
         raise ValueError(f'unsupported mode {mode!r}; use loss or predict')
 
+    # predict() samples the teacher too on request (sampling.teacher): the
+    # sample grid's teacher row.
+    samples_teacher = True
+
     @torch.no_grad()
     def predict(self, inputs: Dict) -> List[Dict]:
         """The student's evaluation samples; with ``sampling.teacher`` also
