@@ -59,6 +59,21 @@ def all_combinations() -> List[Tuple[str, str, str]]:
             if b != c]
 
 
+def _draw_shape(draw, shape: str, fill, cx: float, cy: float,
+                half: float) -> None:
+    """``shape`` in a square of side ``2 * half`` centred on (cx, cy)."""
+    box = [cx - half, cy - half, cx + half, cy + half]
+    if shape == 'circle':
+        draw.ellipse(box, fill=fill)
+    elif shape == 'square':
+        draw.rectangle(box, fill=fill)
+    elif shape == 'triangle':
+        draw.polygon([(cx, cy - half), (cx + half, cy + half),
+                      (cx - half, cy + half)], fill=fill)
+    else:
+        raise ValueError(f'unknown toy shape {shape!r}; known: {SHAPES}')
+
+
 def render_shape(colour: str,
                  shape: str,
                  background: str,
@@ -75,17 +90,7 @@ def render_shape(colour: str,
         cx += rng.uniform(-slack, slack) * 0.6
         cy += rng.uniform(-slack, slack) * 0.6
     half = extent / 2
-    box = [cx - half, cy - half, cx + half, cy + half]
-    fill = COLOURS[colour]
-    if shape == 'circle':
-        draw.ellipse(box, fill=fill)
-    elif shape == 'square':
-        draw.rectangle(box, fill=fill)
-    elif shape == 'triangle':
-        draw.polygon([(cx, cy - half), (cx + half, cy + half),
-                      (cx - half, cy + half)], fill=fill)
-    else:
-        raise ValueError(f'unknown toy shape {shape!r}; known: {SHAPES}')
+    _draw_shape(draw, shape, COLOURS[colour], cx, cy, half)
     return img
 
 
@@ -140,17 +145,7 @@ def render_shape_rect(colour: str, shape: str, background: str,
     half = extent / 2
     cx = rng.uniform(half + 1, width - half - 1)
     cy = rng.uniform(half + 1, height - half - 1)
-    box = [cx - half, cy - half, cx + half, cy + half]
-    fill = COLOURS[colour]
-    if shape == 'circle':
-        draw.ellipse(box, fill=fill)
-    elif shape == 'square':
-        draw.rectangle(box, fill=fill)
-    elif shape == 'triangle':
-        draw.polygon([(cx, cy - half), (cx + half, cy + half),
-                      (cx - half, cy + half)], fill=fill)
-    else:
-        raise ValueError(f'unknown toy shape {shape!r}; known: {SHAPES}')
+    _draw_shape(draw, shape, COLOURS[colour], cx, cy, half)
     return img
 
 
