@@ -13,7 +13,8 @@ from diffkd.models.diffusion.loading import (WEIGHT_SUFFIXES,
                                              load_component,
                                              weight_file_problem)
 from diffkd.utils.hub import resolve_model_path
-from .pipeline import EXPORT_INFO, MODEL_INDEX, read_export_info
+from .pipeline import (EXPORT_INFO, MODEL_INDEX, component_sources,
+                       read_export_info)
 
 
 def find_export(path: str) -> str:
@@ -64,11 +65,8 @@ def load_pipeline(path: str,
     # Components the run took from elsewhere than the base pipeline (e.g. a
     # distilled student's UNet under a LoRA, a fixed VAE).
     # A complete pipeline folder holds them already.
-    sources = {} if base == export else info.get('components')
-    if sources is None and info.get('base_unet'):  # an older export
-        sources = dict(unet={'class': 'UNet2DConditionModel',
-                             'name_or_path': info['base_unet']})
-    for name, spec in (sources or {}).items():
+    sources = {} if base == export else component_sources(info)
+    for name, spec in sources.items():
         if name not in kwargs:
             kwargs[name] = _load_source(spec, torch_dtype)
     if cls.__name__ == 'StableDiffusionPipeline':

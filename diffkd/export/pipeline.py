@@ -36,6 +36,17 @@ def read_export_info(export_dir: str) -> Dict:
         return json.load(f)
 
 
+def component_sources(info: Dict) -> Dict[str, Dict]:
+    """The components an export took from elsewhere than its base pipeline
+    (``export_info.json``'s ``components``; an older export names only a
+    LoRA's UNet, as ``base_unet``)."""
+    sources = dict(info.get('components') or {})
+    if not sources and info.get('base_unet'):
+        sources['unet'] = {'class': 'UNet2DConditionModel',
+                           'name_or_path': info['base_unet']}
+    return sources
+
+
 def local_model_dir(name_or_path: str) -> str:
     """A local folder for a pipeline or UNet: a folder as is, a toy name
     resolved, a hub id from the local hub cache (downloaded only when the
@@ -121,9 +132,7 @@ def complete_pipeline(export_dir: str,
         index = json.load(f)
     if info.get('pipeline_class'):
         index['_class_name'] = info['pipeline_class']
-    sources = dict(info.get('components') or {})
-    if not sources and info.get('base_unet'):  # an older export
-        sources['unet'] = dict(name_or_path=info['base_unet'])
+    sources = component_sources(info)
     origin = {}
     for name in pipeline_components(index):
         out = osp.join(export_dir, name)
