@@ -50,12 +50,15 @@ class StreamPositionHook(Hook):
                 f'{runner.iter}: the training loop skipped fewer batches on '
                 'resume than it had trained (StreamPositionHook expects '
                 "mmengine's IterBasedTrainLoop behaviour)")
+        self.positions[(stream['rank'], stream['worker'])] = dict(stream)
+
+    def before_save_checkpoint_all_ranks(self, runner) -> None:
+        """Every rank's positions go into the one file rank 0 writes: one
+        collective per checkpoint (the runner calls this on every rank)."""
         _, world = get_dist_info()
-        # Every rank's position goes into the one file rank 0 writes (a
-        # small collective per iteration).
-        for pos in (all_gather_object(dict(stream)) if world > 1
-                    else [stream]):
-            self.positions[(pos['rank'], pos['worker'])] = dict(pos)
+        if world > 1:
+            for ranks in all_gather_object(self.positions):
+                self.positions.update(ranks)
 
     def before_save_checkpoint(self, runner, checkpoint):
         if not self.positions:
