@@ -12,6 +12,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
+from diffkd.models.diffusion.sampling import unscale_latents
 from diffkd.toy.score import toy_prompt_score
 from .toy import sample, toy_prompts
 
@@ -39,15 +40,7 @@ def load_sampler_pipeline(path: str):
 @torch.no_grad()
 def decode(pipe, latents: torch.Tensor) -> List:
     """Final latents -> PIL images, as the pipeline's own decoding."""
-    cfg = pipe.vae.config
-    mean = getattr(cfg, 'latents_mean', None)
-    std = getattr(cfg, 'latents_std', None)
-    if mean is not None and std is not None:
-        mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
-        std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
-        latents = latents * std / cfg.scaling_factor + mean
-    else:
-        latents = latents / cfg.scaling_factor
+    latents = unscale_latents(pipe.vae.config, latents)
     image = pipe.vae.decode(latents.to(pipe.vae.dtype)).sample
     return pipe.image_processor.postprocess(image, output_type='pil')
 

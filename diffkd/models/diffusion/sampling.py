@@ -7,6 +7,19 @@ import torch
 import torch.nn as nn
 
 
+def unscale_latents(vae_config, latents: torch.Tensor) -> torch.Tensor:
+    """Final latents back to the VAE's own scale, as diffusers' pipelines
+    do before decoding (SDXL-style ``latents_mean``/``latents_std`` when
+    the VAE has them)."""
+    mean = getattr(vae_config, 'latents_mean', None)
+    std = getattr(vae_config, 'latents_std', None)
+    if mean is not None and std is not None:
+        mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+        std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+        return latents * std / vae_config.scaling_factor + mean
+    return latents / vae_config.scaling_factor
+
+
 class Sampling:
     """Mixin: images and final latents for prompts and seeds, through
     ``self.pipeline(unet)`` (a diffusers pipeline around the model's own
@@ -35,17 +48,8 @@ class Sampling:
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """Final latents -> uint8 ``NxHxWx3`` images, as the pipeline's own
         decoding does it."""
-        cfg = self.vae.config
         p = next(self.vae.parameters())
-        lat = latents.to(p.device, p.dtype)
-        mean = getattr(cfg, 'latents_mean', None)
-        std = getattr(cfg, 'latents_std', None)
-        if mean is not None and std is not None:
-            mean = torch.tensor(mean).view(1, -1, 1, 1).to(lat)
-            std = torch.tensor(std).view(1, -1, 1, 1).to(lat)
-            lat = lat * std / cfg.scaling_factor + mean
-        else:
-            lat = lat / cfg.scaling_factor
+        lat = unscale_latents(self.vae.config, latents.to(p.device, p.dtype))
         img = (self.vae.decode(lat).sample / 2 + 0.5).clamp(0, 1)
         img = img.permute(0, 2, 3, 1).float().cpu().numpy()
         return (img * 255).round().astype(np.uint8)
