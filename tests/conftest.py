@@ -16,14 +16,29 @@ os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
 
+# pytest-xdist workers (README: ``pytest -n auto``) share the cores: one
+# worker per core, each with its share of threads (and so do the training
+# processes the tests start), instead of every worker using every core.
+_WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+if _WORKERS > 1:
+    _THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    os.environ['OMP_NUM_THREADS'] = _THREADS
+    os.environ['MKL_NUM_THREADS'] = _THREADS
+    torch.set_num_threads(int(_THREADS))
+
+
 @pytest.fixture(scope='session', autouse=True)
 def diffkd_home(tmp_path_factory):
     """$DIFFKD_TEST_HOME or a fresh folder, with the whole toy world built
-    once per session (as `python tools/build_toy_world.py` does; seconds,
-    the toy teachers' UNets are shipped)."""
+    once per test run (as `python tools/build_toy_world.py` does; seconds,
+    the toy teachers' UNets are shipped). xdist workers share one folder:
+    each asset is built by one of them under a file lock."""
     from diffkd.toy import build_toy_world
-    home = os.environ.get('DIFFKD_TEST_HOME') or str(
-        tmp_path_factory.mktemp('diffkd_home'))
+    home = os.environ.get('DIFFKD_TEST_HOME')
+    if not home and _WORKERS > 1:
+        # the run's temporary root, above every worker's own folder
+        home = str(tmp_path_factory.getbasetemp().parent / 'diffkd_home')
+    home = home or str(tmp_path_factory.mktemp('diffkd_home'))
     old = os.environ.get('DIFFKD_HOME')
     os.environ['DIFFKD_HOME'] = home
     build_toy_world(home=home)
