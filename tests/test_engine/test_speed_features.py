@@ -40,10 +40,18 @@ def test_speed_switches_keep_the_math_and_reach_the_teacher(toy_sdxl,
                 student=dict(type='StableDiffusionXL', model=toy_sdxl),
                 teacher=dict(model=toy_sdxl), compression=dict(type='SSD1B'),
                 features='layers')
-    plain = _build(base)
+    plain = _build(dict(base, student=dict(base['student'],
+                                           channels_last=False)))
     fast = _build(dict(base, student=dict(
         base['student'], attention='eager', channels_last=True,
         compile=True)))
+    # channels_last is on by default, for the teacher too
+    default = _build(base)
+    for unet in (default.student.unet, default.teacher):
+        assert unet.conv_in.weight.is_contiguous(
+            memory_format=torch.channels_last)
+    for unet in (plain.student.unet, plain.teacher):
+        assert unet.conv_in.weight.is_contiguous()
     for unet in (fast.student.unet, fast.teacher):
         assert all(isinstance(p, AttnProcessor)
                    for p in unet.attn_processors.values())
@@ -58,6 +66,16 @@ def test_speed_switches_keep_the_math_and_reach_the_teacher(toy_sdxl,
         torch.testing.assert_close(_loss(fast, toy_batch),
                                    _loss(plain, toy_batch), rtol=1e-4,
                                    atol=1e-5)
+    torch.testing.assert_close(_loss(default, toy_batch),
+                               _loss(plain, toy_batch), rtol=1e-4,
+                               atol=1e-5)
+    grads = []
+    for model in (default, plain):
+        torch.manual_seed(0)
+        sum(v for k, v in model(toy_batch, mode='loss').items()
+            if 'loss' in k).backward()
+        grads.append(model.student.unet.conv_in.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-6)
     with pytest.raises(ValueError, match="attention must be one of"):
         _build(dict(type='StableDiffusionXL', model=toy_sdxl,
                     attention='flash'))
