@@ -146,6 +146,13 @@ if _MMFSDP is not None:
             if 'ignored_modules' not in kwargs:
                 kwargs['ignored_modules'] = [
                     m for _, m in frozen_modules(module)]
+            # FSDP keeps each weight as a contiguous view of its flat
+            # parameter: a channels_last (NHWC) weight is handed over as a
+            # contiguous copy (with NHWC weights, two FSDP ranks trained
+            # away from one process: tests/test_reliability).
+            for p in module.parameters():
+                if p.requires_grad and not p.is_contiguous():
+                    p.data = p.data.contiguous()
             layout = state_layout(module)
             if 'auto_wrap_policy' in kwargs:
                 kwargs['auto_wrap_policy'] = _resolve_policy(

