@@ -108,7 +108,9 @@ NO_REAL_PARENT = {
     "the toy world's step-distilled teacher (its SDXL-Lightning); no "
     'published config makes one',
     'ssd_1b_distill_cached_toy.py':
-    'the latent cache of the toy shapes; real data has no shipped cache',
+    'the main job with its latent cache in a named work_dirs folder',
+    'ssd_1b_distill_uncached_toy.py':
+    "the main job with the latent cache off: the speed switches' baseline",
     'ssd_1b_distill_fsdp_toy.py': _SCALE_OUT,
     'ssd_1b_distill_deepspeed_zero2_toy.py': _SCALE_OUT,
     'ssd_1b_distill_deepspeed_zero3_toy.py': _SCALE_OUT,

@@ -18,7 +18,26 @@ model = dict(
     # real config's bf16 too.
     teacher=dict(model=base_model, dtype=None))
 optim_wrapper = dict(_base_.toy.optim_wrapper, dtype=None)
-train_dataloader = {{_base_.toy.train_dataloader}}
+# Fast by default: the step reads VAE latents and text embeddings cached
+# from the toy shapes (4 random flips per image, caption dropout at training
+# time), so no VAE and no text encoder run in it (docs/performance.md,
+# "Fast by default"). The cache is filled on first use, once, in
+# $DIFFKD_HOME/latent_cache/; configs/toy/ssd_1b_distill_uncached_toy.py
+# encodes every step instead.
+train_dataloader = dict(
+    _base_.toy.train_dataloader,
+    dataset=dict(
+        type='CachedLatentDataset',
+        encoder=dict(type='StableDiffusionXL', model=base_model),
+        source=dict(
+            _base_.toy.train_dataloader.dataset,
+            pipeline=[
+                t for t in _base_.toy.train_dataloader.dataset.pipeline
+                if t.type != 'RandomCaptionDrop'
+            ]),
+        variants=4,
+        caption_drop=0.1,
+        auto_fill=True))
 train_pipeline = {{_base_.toy.train_dataloader.dataset.pipeline}}
 train_cfg = {{_base_.toy.train_cfg}}
 param_scheduler = {{_base_.toy.param_scheduler}}

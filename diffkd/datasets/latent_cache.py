@@ -39,7 +39,7 @@ from mmengine.runner import set_random_seed
 from torch.utils.data import Dataset
 
 from diffkd.registry import DATASETS, MODELS
-from diffkd.utils.hub import resolve_model_path
+from diffkd.utils.hub import diffkd_home, resolve_model_path
 from .image_io import IMAGE_READER_VERSION
 
 # 2: records name their shard file and row (shards of one latent shape)
@@ -86,6 +86,14 @@ def cache_fingerprint(encoder: Dict, source: Dict, variants: int,
 
 def _canonical(cfg) -> str:
     return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def default_cache_dir(fingerprint: Dict) -> str:
+    """``$DIFFKD_HOME/latent_cache/<digest of the fingerprint>``: a cache
+    per distinct content, shared by every config (and run) that caches the
+    same thing, and never stale (other content, other folder)."""
+    digest = hashlib.sha256(_canonical(fingerprint).encode()).hexdigest()
+    return osp.join(diffkd_home(), 'latent_cache', digest[:16])
 
 
 def _check_source(source: Dict):
@@ -242,9 +250,12 @@ def fill_config_latent_cache(cfg, batch_size: int = 16, seed: int = 0,
         sys.exit(f'error: {name or "the config"}: train_dataloader.dataset '
                  f"is {ds.get('type')!r}, not a CachedLatentDataset; "
                  'nothing to cache')
+    encoder, source = ds.encoder.to_dict(), ds.source.to_dict()
+    variants, dtype = ds.get('variants', 1), ds.get('dtype', 'float32')
+    cache_dir = ds.get('cache_dir') or default_cache_dir(
+        cache_fingerprint(encoder, source, variants, dtype))
     return fill_latent_cache(
-        ds.cache_dir, ds.encoder.to_dict(), ds.source.to_dict(),
-        variants=ds.get('variants', 1), dtype=ds.get('dtype', 'float32'),
+        cache_dir, encoder, source, variants=variants, dtype=dtype,
         shard_size=ds.get('shard_size', 1024), batch_size=batch_size,
         seed=seed, device=device)
 
@@ -265,6 +276,18 @@ def read_manifest(cache_dir: str) -> Optional[Dict]:
         return json.load(f)
 
 
+def _cache_problem(cache_dir: str, fingerprint: Dict) -> Optional[str]:
+    """Why the cache at ``cache_dir`` cannot be used (None: it can)."""
+    manifest = read_manifest(cache_dir)
+    if manifest is None:
+        return f'there is no latent cache at {cache_dir}'
+    stale = stale_keys(manifest, fingerprint)
+    if stale:
+        return (f'the latent cache at {cache_dir} is stale: '
+                f'{", ".join(stale)} changed since it was filled')
+    return None
+
+
 def stale_keys(manifest: Dict, fingerprint: Dict) -> List[str]:
     saved = manifest.get('fingerprint', {})
     return sorted(k for k in set(saved) | set(fingerprint)
@@ -276,7 +299,8 @@ class CachedLatentDataset(Dataset):
     """Training samples read from a latent cache.
 
     Args:
-        cache_dir: the cache folder.
+        cache_dir: the cache folder; default: one per distinct content under
+            ``$DIFFKD_HOME/latent_cache`` (:func:`default_cache_dir`).
         encoder: config of the diffusion wrapper whose VAE and text
             encoders fill the cache (``dict(type='StableDiffusionXL',
             model=...)``): the training model's own pipeline.
@@ -289,32 +313,33 @@ class CachedLatentDataset(Dataset):
             instead of refusing it.
     """
 
-    def __init__(self, cache_dir: str, encoder: Dict, source: Dict,
+    def __init__(self, cache_dir: Optional[str] = None,
+                 encoder: Optional[Dict] = None,
+                 source: Optional[Dict] = None,
                  variants: int = 1, caption_drop: float = 0.0,
                  dtype: str = 'float32', auto_fill: bool = False,
                  shard_size: int = 1024):
+        missing = [k for k, v in (('encoder', encoder), ('source', source))
+                   if not v]
+        if missing:
+            raise TypeError(f'CachedLatentDataset needs {" and ".join(missing)}'
+                            ' (the model config that encodes and the '
+                            'dataset config to cache)')
         _check_source(source)
+        fingerprint = cache_fingerprint(encoder, source, variants, dtype)
+        cache_dir = cache_dir or default_cache_dir(fingerprint)
         self.cache_dir = cache_dir
         self.caption_drop = caption_drop
         self.variants = variants
-        fingerprint = cache_fingerprint(encoder, source, variants, dtype)
-        manifest = read_manifest(cache_dir)
-        problem = None
-        if manifest is None:
-            problem = f'there is no latent cache at {cache_dir}'
-        elif stale_keys(manifest, fingerprint):
-            problem = (f'the latent cache at {cache_dir} is stale: '
-                       f'{", ".join(stale_keys(manifest, fingerprint))} '
-                       'changed since it was filled')
+        problem = _cache_problem(cache_dir, fingerprint)
         if problem:
             if not auto_fill:
                 raise StaleCacheError(
                     f'{problem}; fill it with `{FILL_COMMAND}` (or set '
                     'auto_fill=True on the dataset)')
-            print_log(f'{problem}: filling it now', logger='current')
-            self._fill_once(cache_dir, encoder, source, variants, dtype,
-                            shard_size)
-            manifest = read_manifest(cache_dir)
+            self._fill_once(cache_dir, fingerprint, encoder, source,
+                            variants, dtype, shard_size)
+        manifest = read_manifest(cache_dir)
         self.records = manifest['records']
         self.num_images = manifest['num_images']
         self.shard_size = manifest['shard_size']
@@ -323,12 +348,20 @@ class CachedLatentDataset(Dataset):
         self.empty = load_file(osp.join(cache_dir, 'empty.safetensors'))
 
     @staticmethod
-    def _fill_once(cache_dir, encoder, source, variants, dtype, shard_size):
-        # In a distributed run rank 0 fills while the others wait.
+    def _fill_once(cache_dir, fingerprint, encoder, source, variants, dtype,
+                   shard_size):
+        # In a distributed run rank 0 fills while the others wait; runs
+        # sharing a cache (same content) fill it once, under a file lock.
+        from filelock import FileLock
         from mmengine.dist import barrier, get_rank
         if get_rank() == 0:
-            fill_latent_cache(cache_dir, encoder, source, variants, dtype,
-                              shard_size)
+            os.makedirs(osp.dirname(osp.abspath(cache_dir)), exist_ok=True)
+            with FileLock(osp.abspath(cache_dir) + '.lock'):
+                problem = _cache_problem(cache_dir, fingerprint)
+                if problem:
+                    print_log(f'{problem}: filling it now', logger='current')
+                    fill_latent_cache(cache_dir, encoder, source, variants,
+                                      dtype, shard_size)
         barrier()
 
     def __len__(self) -> int:

@@ -22,6 +22,8 @@ def _describe_dataset(ds) -> str:
         return str(ds)
     if ds.get('type') == 'ConcatDataset' or 'datasets' in ds:
         return ' + '.join(_describe_dataset(d) for d in ds['datasets'])
+    if isinstance(ds.get('source'), dict):  # a cache of another dataset
+        return f'{ds.get("type")} of {_describe_dataset(ds["source"])}'
     if 'dataset' in ds and isinstance(ds['dataset'], dict):
         return _describe_dataset(ds['dataset'])  # a wrapper (repeat, ...)
     parts = [f'{k}={ds[k]!r}' for k in _DATA_KEYS

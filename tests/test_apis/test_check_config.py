@@ -77,8 +77,9 @@ def test_unknown_type_names_key_path_and_closest_names():
      "optimizer wrapper constructor type "
      "'TrainableParamsOptimWrapperConstuctor' is not registered (scope "
      "'diffkd'); did you mean 'TrainableParamsOptimWrapperConstructor'"),
-    ({'train_dataloader.dataset.pipeline.1.type': 'RandomCropWithCoord'},
-     'train_dataloader.dataset.pipeline[1].type',
+    ({'train_dataloader.dataset.source.pipeline.1.type':
+      'RandomCropWithCoord'},
+     'train_dataloader.dataset.source.pipeline[1].type',
      "transform type 'RandomCropWithCoord' is not registered (scope 'diffkd'); did "
      "you mean 'RandomCropWithCoords'"),
     ({'param_scheduler.0.type': 'CosineAnealingLR'},

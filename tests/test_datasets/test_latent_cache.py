@@ -148,6 +148,29 @@ def test_stale_or_missing_cache_is_refused(cache, tmp_path, toy_sdxl):
         CachedLatentDataset(str(tmp_path / 'none'), ENCODER, source())
 
 
+def test_default_cache_is_one_folder_per_content_filled_once(toy_sdxl):
+    """Without a cache_dir the cache lives in $DIFFKD_HOME/latent_cache,
+    named by its content: filled on first use, reused after, and another
+    content (here: more variants) gets its own folder."""
+    from diffkd.utils.hub import diffkd_home
+    src = source(max_samples=3)
+    first = CachedLatentDataset(encoder=ENCODER, source=src, auto_fill=True)
+    assert osp.dirname(first.cache_dir) == osp.join(diffkd_home(),
+                                                    'latent_cache')
+    manifest = osp.join(first.cache_dir, 'manifest.json')
+    stamp = os.stat(manifest).st_mtime_ns
+    again = CachedLatentDataset(encoder=ENCODER, source=src)  # no refill
+    assert again.cache_dir == first.cache_dir
+    assert os.stat(manifest).st_mtime_ns == stamp
+    torch.testing.assert_close(again[0]['inputs']['prompt_embeds'],
+                               first[0]['inputs']['prompt_embeds'])
+    other = CachedLatentDataset(encoder=ENCODER, source=src, variants=2,
+                                auto_fill=True)
+    assert other.cache_dir != first.cache_dir and len(other.records) == 6
+    with pytest.raises(TypeError, match='needs source'):
+        CachedLatentDataset(encoder=ENCODER)
+
+
 def test_caption_drop_may_not_be_baked_in(tmp_path, toy_sdxl):
     src = source()
     src['pipeline'].insert(3, dict(type='RandomCaptionDrop', prob=0.2))
@@ -176,7 +199,8 @@ def test_cache_tool_fills_the_configs_cache(tmp_path, toy_sdxl):
     ds = CachedLatentDataset(**ds_cfg)
     assert len(ds) == 5 and ds[4]['inputs']['latent_mean'].shape[0] == 4
     with pytest.raises(SystemExit, match='not a CachedLatentDataset'):
-        run_tool('cache_latents.py', ['configs/toy/ssd_1b_distill_toy.py'])
+        run_tool('cache_latents.py',
+                 ['configs/toy/ssd_1b_distill_uncached_toy.py'])
 
 
 def test_size_conditioning_is_stored_exactly_in_a_bfloat16_cache(tmp_path,

@@ -46,7 +46,8 @@ custom_imports = dict(imports=['tests.test_reliability.probes'],
 model = dict(teacher=dict(model='diffkd-toy/sdxl'),
              student=dict(type='SameNoiseSDXL', model='diffkd-toy/sdxl'))
 train_dataloader = dict(batch_size={B},
-                        dataset=dict(dataset='{data}', pipeline={PIPELINE}))
+                        dataset=dict(_delete_=True, type='HFImageTextDataset',
+                                     dataset='{data}', pipeline={PIPELINE}))
 custom_hooks = [dict(type='DiffusersExportHook'), dict(type='RankProbeHook')]
 train_cfg = dict(max_iters={ITERS})
 default_hooks = dict(logger=dict(interval=1),

@@ -232,7 +232,7 @@ def test_nan_loss_stops_naming_iteration_and_term(tmp_path, toy_sdxl,
     def config(nan_iters):
         path = tmp_path / f'cfg{len(nan_iters)}.py'
         path.write_text(f"""
-_base_ = '{osp.join(REPO, 'configs', 'toy', 'ssd_1b_distill_toy.py')}'
+_base_ = '{osp.join(REPO, 'configs', 'toy', 'ssd_1b_distill_uncached_toy.py')}'
 {PROBES}
 model = dict(teacher=dict(model='diffkd-toy/sdxl'),
              student=dict(model='diffkd-toy/sdxl'),

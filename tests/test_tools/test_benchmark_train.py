@@ -15,8 +15,8 @@ TOY = ['model.teacher.model=diffkd-toy/sdxl',
 def test_engine_and_reference_report_the_same_math(tmp_path, toy_sdxl):
     out = tmp_path / 'bench.json'
     res = run_tool('analysis_tools/benchmark_train.py', [
-        'configs/toy/ssd_1b_distill_toy.py', '--iters', 2, '--warmup', 1,
-        '--reference', '--out', out, '--cfg-options', *TOY])
+        'configs/toy/ssd_1b_distill_uncached_toy.py', '--iters', 2,
+        '--warmup', 1, '--reference', '--out', out, '--cfg-options', *TOY])
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
     assert res['batch_size'] == 4 and res['iters'] == 2
     assert res['random_weights'] == [] and res['toy_data'] is None
