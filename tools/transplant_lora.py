@@ -14,8 +14,7 @@ import argparse
 import json
 import os.path as osp
 
-from diffkd.export import local_model_dir
-from diffkd.export.compat import transplant_lora_file
+from diffkd.export.transplant import teacher_unet_config, transplant_lora_file
 
 
 def parse_args(argv=None):
@@ -38,14 +37,9 @@ def main(argv=None):
         lora = osp.join(lora, 'pytorch_lora_weights.safetensors')
     if not osp.isfile(lora):
         raise SystemExit(f'{args.lora}: no diffusers LoRA file there')
-    root = local_model_dir(args.teacher)
-    config = osp.join(root, 'unet', 'config.json')
-    if not osp.isfile(config):
-        config = osp.join(root, 'config.json')
-    with open(config) as f:
-        teacher_cfg = json.load(f)
     recipe = dict(type=args.compression, **json.loads(args.compression_args))
-    dropped = transplant_lora_file(lora, teacher_cfg, args.out, recipe)
+    dropped = transplant_lora_file(lora, teacher_unet_config(args.teacher),
+                                   args.out, recipe)
     print(f'wrote {args.out}; dropped {len(dropped)} tensors of removed '
           'layers' + (':\n  ' + '\n  '.join(dropped) if dropped else ''))
     return dropped
