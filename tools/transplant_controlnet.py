@@ -11,29 +11,21 @@ folder: ``ControlNetModel.from_pretrained(OUT)`` beside the student UNet.
 A student without a mid block has no ControlNet; the error names the
 recipe option that keeps one. See docs/export.md.
 """
-import argparse
-import json
 
-from diffkd.export.transplant import (teacher_unet_config,
-                                      transplant_controlnet_folder)
+from diffkd.export.transplant import (recipe_from_args, teacher_unet_config,
+                                      transplant_controlnet_folder,
+                                      transplant_parser)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('controlnet', help='ControlNet folder or hub id')
-    p.add_argument('--teacher', required=True,
-                   help='teacher pipeline or UNet folder / hub id')
-    p.add_argument('--compression', required=True,
-                   help='recipe type, e.g. SSD1B, BKSDMSmall')
-    p.add_argument('--compression-args', default='{}',
-                   help='recipe arguments as JSON, e.g. \'{"mid": "resnet"}\'')
-    p.add_argument('--out', required=True, help='ControlNet folder to write')
-    return p.parse_args(argv)
+    return transplant_parser(
+        __doc__.split('\n')[0], 'controlnet', 'ControlNet folder or hub id',
+        'ControlNet folder to write').parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    recipe = dict(type=args.compression, **json.loads(args.compression_args))
+    recipe = recipe_from_args(args)
     try:
         dropped = transplant_controlnet_folder(
             args.controlnet, teacher_unet_config(args.teacher), args.out,

@@ -20,7 +20,8 @@ model = dict(
         type='StableDiffusionXL',
         model=base_model,
         gradient_checkpointing=True,
-        # the teacher LoRA's adapter (stable_diffusion_xl_dreambooth_lora_dog.py)
+        # the teacher LoRA's adapter
+        # (stable_diffusion_xl_dreambooth_lora_dog.py)
         lora=dict(rank=8, alpha=8,
                   weights='work_dirs/ssd_1b_lora_transplant.safetensors'),
         prior_loss_weight=1.0),

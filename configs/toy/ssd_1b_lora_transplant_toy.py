@@ -4,7 +4,8 @@
 # LoRA's own data (docs/results.md measures the concept rate):
 #   mim train diffkd ssd_1b_distill_toy.py
 #   mim train diffkd sdxl_dreambooth_lora_toy.py
-#   python tools/transplant_lora.py work_dirs/sdxl_dreambooth_lora_toy/final/lora \
+#   python tools/transplant_lora.py \
+#       work_dirs/sdxl_dreambooth_lora_toy/final/lora \
 #       --teacher diffkd-toy/sdxl-teacher --compression SSD1B \
 #       --out work_dirs/ssd_1b_lora_transplant_toy.safetensors
 #   mim train diffkd ssd_1b_lora_transplant_toy.py

@@ -123,7 +123,8 @@ def concept_table(rows: List[Dict], num_images: int) -> str:
     """:func:`transplant_concept_rates`' rows as a Markdown table."""
     lines = ['| UNet | LoRA | concept rate | colours |', '|---|---|---|---|']
     for r in rows:
-        colours = ', '.join(f'{n} {c}' for n, c in sorted(r['colours'].items()))
+        colours = ', '.join(f'{n} {c}'
+                            for n, c in sorted(r['colours'].items()))
         lines.append(f"| {r['model']} | {r['lora']} | "
                      f"{round(r['rate'] * num_images)} / {num_images} "
                      f"({r['rate']:.0%}) | {colours} |")

@@ -49,6 +49,29 @@ def teacher_unet_config(model: str) -> Dict:
                             'unet/config.json and config.json)')
 
 
+def transplant_parser(description: str, adapter: str, adapter_help: str,
+                      out_help: str):
+    """The command line of the transplant tools
+    (``tools/transplant_lora.py``, ``tools/transplant_controlnet.py``):
+    the adapter, ``--teacher``, the recipe and ``--out``; read the recipe
+    with :func:`recipe_from_args`."""
+    import argparse
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(adapter, help=adapter_help)
+    p.add_argument('--teacher', required=True,
+                   help='teacher pipeline or UNet folder / hub id')
+    p.add_argument('--compression', required=True,
+                   help='recipe type, e.g. SSD1B, BKSDMSmall')
+    p.add_argument('--compression-args', default='{}',
+                   help='recipe arguments as JSON, e.g. \'{"mid": "resnet"}\'')
+    p.add_argument('--out', required=True, help=out_help)
+    return p
+
+
+def recipe_from_args(args) -> Dict:
+    return dict(type=args.compression, **json.loads(args.compression_args))
+
+
 def _recipe(teacher_config: Union[str, Dict], compression: Optional[dict]):
     """The recipe's result for a teacher UNet config (a dict or the path of
     its ``config.json``)."""
@@ -119,7 +142,8 @@ def transplant_lora_file(teacher_lora_file: str, work_or_config,
 # ------------------------------------------------------------ ControlNet
 # ControlNetModel.from_unet's options that are the ControlNet's own (not
 # the UNet's): a transplant keeps the teacher ControlNet's values.
-CONTROLNET_OWN = ('conditioning_channels', 'conditioning_embedding_out_channels',
+CONTROLNET_OWN = ('conditioning_channels',
+                  'conditioning_embedding_out_channels',
                   'controlnet_conditioning_channel_order')
 _RESIDUAL = re.compile(r'^down_blocks\.(\d+)\.(resnets\.(\d+)|downsamplers)\.')
 

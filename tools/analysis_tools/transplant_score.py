@@ -11,6 +11,7 @@ import json
 import sys
 
 from diffkd.analysis.toy_scores import concept_table, transplant_concept_rates
+from diffkd.export.transplant import recipe_from_args
 
 
 def main(argv=None):
@@ -34,7 +35,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     rows = transplant_concept_rates(
         args.teacher_lora_run, args.student_run, args.kd,
-        dict(type=args.compression, **json.loads(args.compression_args)),
+        recipe_from_args(args),
         prompt=args.prompt, num_images=args.num_images, steps=args.steps,
         guidance=args.guidance, seed=args.seed)
     if args.json:
