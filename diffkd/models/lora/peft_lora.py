@@ -157,6 +157,7 @@ def set_lora_weights(module: nn.Module, path: str,
     the same layers, shapes and, where the file records them, rank and
     alpha; anything else is an error naming the first differences."""
     from peft.utils import set_peft_model_state_dict
+    path = lora_file(path)
     part, meta = _component_part(path, component)
     config = next(iter(module.peft_config.values()))
     for key in ('r', 'lora_alpha', 'use_dora'):
