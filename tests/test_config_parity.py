@@ -27,7 +27,9 @@ TOY_WORLD = {
         'base_model', 'student_unet', 'model.model', 'model.unet',
         'model.student.unet',
         'model.student.model', 'model.teacher.model',
-        'model.teacher.subfolder', 'model.student_pretrained.name_or_path'),
+        'model.teacher.subfolder', 'model.student_pretrained.name_or_path',
+        # LoRA files of other runs (a teacher's, its transplant)
+        'model.teacher.lora', 'model.student.lora.weights'),
     'data, resolution and batch size': (
         'train_pipeline*', 'train_dataloader.batch_size',
         'train_dataloader.num_workers', 'train_dataloader.persistent_workers',
@@ -92,6 +94,10 @@ TWIN_EXCEPTIONS = {
     'ssd_1b_dreambooth_lora_toy.py': (
         PRECISION + ('model.lora.*', ),
         FP32 + 'docs/results.md times it; and ' + TINY_LORA),
+    'ssd_1b_lora_transplant_toy.py': (
+        PRECISION + ('model.student.lora.*', ),
+        FP32 + 'as the toy SSD-1B distillation; and the LoRA of '
+        'sdxl_dreambooth_lora_toy.py, because ' + TINY_LORA),
     'sd15_dreambooth_lora_toy.py': (('model.lora.*', ), TINY_LORA),
     'tiny_sd_dreambooth_lora_toy.py': (('model.lora.*', ), TINY_LORA),
 }

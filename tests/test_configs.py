@@ -108,6 +108,10 @@ def test_distillation_model_builds(path, toy_sd15, toy_sdxl):
     if cfg.model.get('student_init') == 'pretrained':
         cfg.model.student_init = 'teacher'
         cfg.model.student.pop('unet', None)
+    # LoRA files other runs write (tests/test_models/test_lora_transplant.py
+    # loads them)
+    cfg.model.teacher.pop('lora', None)
+    (cfg.model.student.get('lora') or {}).pop('weights', None)
     with DefaultScope.overwrite_default_scope('diffkd'):
         model = MODELS.build(cfg.model)
     features = cfg.model.get('features', 'bk_sdm')

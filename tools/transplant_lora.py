@@ -10,25 +10,17 @@ student layer initialised from it and drops layers of removed blocks,
 which are listed. Load the result with ``pipe.load_lora_weights(OUT)`` on
 the student pipeline. See docs/export.md.
 """
-import argparse
-import json
 import os.path as osp
 
-from diffkd.export import local_model_dir
-from diffkd.export.compat import transplant_lora_file
+from diffkd.export.transplant import (recipe_from_args, teacher_unet_config,
+                                      transplant_lora_file, transplant_parser)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('lora', help='LoRA file or folder (diffusers format)')
-    p.add_argument('--teacher', required=True,
-                   help='teacher pipeline or UNet folder / hub id')
-    p.add_argument('--compression', required=True,
-                   help='recipe type, e.g. SSD1B, BKSDMSmall')
-    p.add_argument('--compression-args', default='{}',
-                   help='recipe arguments as JSON, e.g. \'{"mid": "resnet"}\'')
-    p.add_argument('--out', required=True, help='.safetensors file to write')
-    return p.parse_args(argv)
+    return transplant_parser(
+        __doc__.split('\n')[0], 'lora',
+        'LoRA file or folder (diffusers format)',
+        '.safetensors file to write').parse_args(argv)
 
 
 def main(argv=None):
@@ -38,14 +30,9 @@ def main(argv=None):
         lora = osp.join(lora, 'pytorch_lora_weights.safetensors')
     if not osp.isfile(lora):
         raise SystemExit(f'{args.lora}: no diffusers LoRA file there')
-    root = local_model_dir(args.teacher)
-    config = osp.join(root, 'unet', 'config.json')
-    if not osp.isfile(config):
-        config = osp.join(root, 'config.json')
-    with open(config) as f:
-        teacher_cfg = json.load(f)
-    recipe = dict(type=args.compression, **json.loads(args.compression_args))
-    dropped = transplant_lora_file(lora, teacher_cfg, args.out, recipe)
+    recipe = recipe_from_args(args)
+    dropped = transplant_lora_file(lora, teacher_unet_config(args.teacher),
+                                   args.out, recipe)
     print(f'wrote {args.out}; dropped {len(dropped)} tensors of removed '
           'layers' + (':\n  ' + '\n  '.join(dropped) if dropped else ''))
     return dropped

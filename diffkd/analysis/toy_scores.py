@@ -1,9 +1,11 @@
 """Scores of a toy run's export, as the analysis tools print them:
 prompt following and agreement with another pipeline
-(``tools/analysis_tools/toy_score.py``), and how often a DreamBooth-LoRA
+(``tools/analysis_tools/toy_score.py``), how often a DreamBooth-LoRA
 run draws its concept with and without the LoRA
-(``tools/analysis_tools/concept_score.py``)."""
-from typing import Dict, Optional
+(``tools/analysis_tools/concept_score.py``), and how often a teacher's
+LoRA does on the teacher, transplanted onto a student and after the short
+KD pass (``tools/analysis_tools/transplant_score.py``)."""
+from typing import Dict, List, Optional
 
 from diffkd.apis import load_pipeline
 from diffkd.evaluation.toy import (evaluate_toy_concept,
@@ -68,3 +70,62 @@ def concept_score(work_dir: str, prompt: str = 'a sks circle',
                                colours=with_lora['colours']),
                 without_lora=dict(rate=without['concept_rate'],
                                   colours=without['colours']))
+
+
+def transplant_concept_rates(teacher_lora_run: str, student_run: str,
+                             kd_run: Optional[str] = None,
+                             compression: Optional[dict] = None,
+                             prompt: str = 'a sks circle',
+                             num_images: int = 16, steps: int = 20,
+                             guidance: float = 2.0, seed: int = 0
+                             ) -> List[Dict]:
+    """How often a teacher's DreamBooth-LoRA draws its concept on the
+    teacher (``teacher_lora_run``'s export), transplanted onto the
+    distilled student with no KD (``student_run``'s export with the LoRA
+    file ``tools/transplant_lora.py`` writes, by ``compression``'s module
+    map, SSD-1B's by default) and, with ``kd_run``, after the short KD pass
+    (``configs/toy/ssd_1b_lora_transplant_toy.py``'s export). Same prompt,
+    seeds and sampler for all; one row each: ``model``, ``lora``,
+    ``rate``, ``colours``."""
+    import os.path as osp
+    import tempfile
+
+    from diffkd.export import find_export
+    from diffkd.export.transplant import transplant_lora_file
+    from diffkd.models.lora import lora_file
+    kw = dict(num_images=num_images, prompt=prompt, seed=seed, steps=steps,
+              guidance=guidance)
+
+    def row(model, lora, pipe):
+        res = evaluate_toy_concept(pipe, **kw)
+        return dict(model=model, lora=lora, rate=res['concept_rate'],
+                    colours=res['colours'])
+
+    teacher = load_pipeline(teacher_lora_run)
+    rows = [row('teacher', 'its LoRA', teacher)]
+    student = load_pipeline(student_run)
+    with tempfile.TemporaryDirectory() as tmp:
+        moved = osp.join(tmp, 'transplanted.safetensors')
+        transplant_lora_file(
+            lora_file(osp.join(find_export(teacher_lora_run), 'lora')),
+            dict(teacher.unet.config), moved,
+            compression or dict(type='SSD1B'))
+        student.load_lora_weights(moved)
+    rows.append(row('student', "teacher's LoRA transplanted, no KD",
+                    student))
+    if kd_run:
+        rows.append(row('student', 'transplanted, after the KD pass',
+                        load_pipeline(kd_run)))
+    return rows
+
+
+def concept_table(rows: List[Dict], num_images: int) -> str:
+    """:func:`transplant_concept_rates`' rows as a Markdown table."""
+    lines = ['| UNet | LoRA | concept rate | colours |', '|---|---|---|---|']
+    for r in rows:
+        colours = ', '.join(f'{n} {c}'
+                            for n, c in sorted(r['colours'].items()))
+        lines.append(f"| {r['model']} | {r['lora']} | "
+                     f"{round(r['rate'] * num_images)} / {num_images} "
+                     f"({r['rate']:.0%}) | {colours} |")
+    return '\n'.join(lines)

@@ -1,5 +1,5 @@
-"""Which adapters work on a student UNet, and carrying a teacher's LoRA
-onto a student through the recipe's module map.
+"""Which adapters work on a student UNet (carrying a teacher's LoRA or
+ControlNet onto a student is in :mod:`.transplant`).
 
 :func:`compat_report` tries each adapter for real on the UNet (tiny
 inputs, CPU): ``ControlNetModel.from_unet`` plus a forward pass with its
@@ -8,11 +8,13 @@ LoRA save/load round trip, and the single-file layout.
 """
 import json
 import os.path as osp
-import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List
 
 import torch
 import torch.nn as nn
+
+# Kept importable from here (they lived in this module).
+from .transplant import transplant_lora, transplant_lora_file  # noqa: F401
 
 MID_HINT = ("the recipe removes the mid block, and ControlNetModel needs "
             "one: distil with the recipe's light mid block, e.g. "
@@ -167,66 +169,3 @@ def compat_report(path_or_unet) -> List[Dict]:
     return [check(unet) for check in (check_controlnet, check_ip_adapter,
                                       check_lora, check_single_file)]
 
-
-# ------------------------------------------------------------- transplant
-_LORA_KEY = re.compile(r'^(unet\.)?(.+?)\.(lora_[AB]\.weight|lora_[AB]\.bias|'
-                       r'lora_magnitude_vector(\.weight)?)$')
-
-
-def transplant_lora(teacher_lora: Dict[str, torch.Tensor],
-                    student_config: Dict, module_map: Dict[str, str],
-                    ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """A teacher's LoRA state dict (diffusers' file: ``unet.``-prefixed
-    peft keys) for the student the recipe made: each LoRA layer follows
-    its module to the student module(s) the map fills from it; layers of
-    removed blocks are dropped. Text-encoder keys pass unchanged.
-
-    Returns the student state dict and the dropped teacher keys.
-    """
-    from diffusers import UNet2DConditionModel
-
-    from diffkd.models.compression.student import teacher_name
-    with torch.device('meta'):
-        student = UNet2DConditionModel.from_config(student_config)
-    from_teacher: Dict[str, List[str]] = {}
-    for name, module in student.named_modules():
-        if name and isinstance(module, (nn.Linear, nn.Conv2d)):
-            from_teacher.setdefault(teacher_name(name, module_map),
-                                    []).append(name)
-    out, dropped = {}, []
-    for key, value in teacher_lora.items():
-        if key.startswith(('text_encoder.', 'text_encoder_2.')):
-            out[key] = value
-            continue
-        m = _LORA_KEY.match(key)
-        if not m:
-            raise KeyError(f'{key}: not a LoRA key of a diffusers LoRA file '
-                           '(<module>.lora_A.weight / lora_B.weight)')
-        prefix, module, leaf = m.group(1) or '', m.group(2), m.group(3)
-        targets = from_teacher.get(module)
-        if not targets:
-            dropped.append(key)
-            continue
-        for target in targets:
-            out[f'{prefix}{target}.{leaf}'] = value
-    return out, dropped
-
-
-def transplant_lora_file(teacher_lora_file: str, work_or_config,
-                         out_file: str,
-                         compression: Optional[dict] = None) -> List[str]:
-    """:func:`transplant_lora` from file to file; the student's config and
-    module map come from ``compression`` applied to the teacher UNet config
-    given as ``work_or_config`` (a dict or a UNet ``config.json``)."""
-    from safetensors.torch import load_file, save_file
-
-    from diffkd.models.compression import build_compression
-    if isinstance(work_or_config, str):
-        with open(work_or_config) as f:
-            work_or_config = json.load(f)
-    comp = build_compression(compression)(dict(work_or_config))
-    state, dropped = transplant_lora(load_file(teacher_lora_file),
-                                     comp.student_config, comp.module_map)
-    save_file({k: v.contiguous() for k, v in state.items()}, out_file,
-              metadata={'format': 'pt'})
-    return dropped

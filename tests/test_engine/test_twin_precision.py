@@ -82,6 +82,22 @@ def _shrink(cfg, tmp, paths):
         dataset.class_image_generation.num_inference_steps = 1
 
 
+def _transplant_first(cfg, tmp):
+    """A student LoRA that starts from the teacher's transplanted
+    (ssd_1b_lora_transplant_toy.py): the file tools/transplant_lora.py
+    writes before that run, from the teacher LoRA run of this test."""
+    lora = cfg.model.get('student', {}).get('lora') or {}
+    if not (lora.get('weights') and cfg.model.teacher.get('lora')):
+        return
+    from diffkd.export.transplant import (teacher_unet_config,
+                                          transplant_lora_file)
+    from diffkd.models.lora import lora_file
+    lora.weights = str(tmp / 'transplanted_lora.safetensors')
+    transplant_lora_file(lora_file(cfg.model.teacher.lora),
+                         teacher_unet_config(cfg.model.teacher.model),
+                         lora.weights, cfg.model.compression)
+
+
 def train_twin(toy: str, tmp_factory, toy_sd15, toy_sdxl):
     """Train ``toy`` in its real precision (once); its runner."""
     if toy in _RUNS:
@@ -102,6 +118,7 @@ def train_twin(toy: str, tmp_factory, toy_sd15, toy_sdxl):
             lambda o=other: train_twin(o, tmp_factory, toy_sd15,
                                        toy_sdxl).work_dir)
     _shrink(cfg, tmp, paths)
+    _transplant_first(cfg, tmp)
     path = str(tmp / osp.basename(toy))
     cfg.dump(path)
     # What tools/train.py builds from the file.

@@ -93,7 +93,7 @@ def test_transplant_tool_output_loads_on_the_student_pipeline(
     from diffkd.models.lora import save_lora
     teacher = UNet2DConditionModel.from_pretrained(toy_sdxl,
                                                    subfolder='unet')
-    add_lora(teacher, rank=2)
+    add_lora(teacher, rank=2, alpha=4)
     lora_dir = str(tmp_path / 'teacher_lora')
     save_lora(StableDiffusionXLPipeline, lora_dir, teacher, {})
     out = str(tmp_path / 'student_lora.safetensors')
@@ -109,3 +109,6 @@ def test_transplant_tool_output_loads_on_the_student_pipeline(
                                              adapter_name='moved'))
     from safetensors.torch import load_file
     assert n_loaded == len(load_file(out))
+    # The adapter config travels with the file: alpha 4 scales as on the
+    # teacher (without it diffusers would take alpha = rank).
+    assert pipe.unet.peft_config['moved'].lora_alpha == 4

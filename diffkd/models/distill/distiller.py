@@ -21,6 +21,7 @@ from mmengine.model import BaseModel
 
 from diffkd.registry import MODELS
 from ..compression import build_compression, init_from_teacher
+from ..diffusion.components import normalized_spec
 from ..diffusion.loading import load_component
 from ..diffusion.speed import configure_unet
 from ..diffusion.frozen import (FrozenChildrenStayInEval,
@@ -63,6 +64,12 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
             student is initialised from the stored weights before the
             teacher is cast; SDXL time ids and pooled text embeds reach the
             teacher in fp32, exactly as the student gets them.
+            ``lora``: a diffusers LoRA file (or a folder holding one, a
+            run's ``final/lora``) loaded into the teacher, frozen, after
+            the student is initialised: the teacher with its adapter
+            supervises (and samples), e.g. a student whose
+            ``lora=dict(..., weights=...)`` starts from the same LoRA
+            transplanted (``configs/ssd_1b/ssd_1b_lora_transplant.py``).
         compression: a recipe (``dict(type='SSD1B')``) giving the student's
             architecture and the teacher->student module map; None for a
             student of the teacher's own architecture.
@@ -130,6 +137,7 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
         t_model = teacher.pop('model')
         t_sub = teacher.pop('subfolder', 'unet')
         self.teacher_dtype = _dtype(teacher.pop('dtype', None))
+        t_lora = teacher.pop('lora', None)
         if self.teacher_dtype is not None and student_init != 'teacher':
             teacher.setdefault('torch_dtype', self.teacher_dtype)
         self.teacher = load_component(UNet2DConditionModel, t_model, t_sub,
@@ -148,9 +156,17 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
         unet = self._build_student(s_cfg, student_init, student_pretrained)
         self.pairs = self._resolve_pairs(features, pairs, unet)
         self._check_pair_shapes(unet)
+        if t_lora:
+            # After the student took the teacher's own weights.
+            from ..lora import load_lora_file
+            load_lora_file(self.teacher, t_lora)
         if self.teacher_dtype is not None:
             self.teacher.to(self.teacher_dtype)
         self.student = MODELS.build(dict(student, unet=unet))
+        if student_init == 'pretrained' and self.student.lora:
+            # A LoRA export names the UNet it was trained on.
+            self.student.component_sources['unet'] = normalized_spec(
+                student_pretrained, t_model, None)
 
         self.task_loss = MODELS.build(task_loss or dict(type='L2Loss'))
         self.output_loss = MODELS.build(output_loss or dict(type='L2Loss'))

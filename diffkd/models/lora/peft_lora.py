@@ -3,8 +3,11 @@
 Adapters are saved in the layout diffusers' ``load_lora_weights`` reads:
 ``pytorch_lora_weights.safetensors`` with diffusers key names.
 """
-from typing import Dict, Optional, Sequence
+import json
+import os.path as osp
+from typing import Dict, Optional, Sequence, Tuple
 
+import torch
 import torch.nn as nn
 
 UNET_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out.0')
@@ -42,13 +45,16 @@ def add_lora(module: nn.Module,
 
 
 LORA_KEYS = ('rank', 'alpha', 'dropout', 'target_modules', 'text_encoder',
-             'text_encoder_targets', 'use_dora')
+             'text_encoder_targets', 'use_dora', 'weights')
 
 
 def add_lora_from_config(model: nn.Module, cfg: Dict) -> None:
     """A model's ``lora=dict(...)``: adapters on its UNet and, with
     ``text_encoder=True``, on each of its text encoders (which then encode
-    prompts with gradients)."""
+    prompts with gradients). ``weights``: a diffusers LoRA file (or a
+    folder holding one) the adapters start from instead of their random
+    initialisation, e.g. a teacher's LoRA transplanted onto a student
+    (``tools/transplant_lora.py``); it must fit them exactly."""
     unknown = set(cfg) - set(LORA_KEYS)
     if unknown:
         raise ValueError(f'unknown lora keys {sorted(unknown)}; lora takes: '
@@ -63,6 +69,19 @@ def add_lora_from_config(model: nn.Module, cfg: Dict) -> None:
             add_lora(getattr(model, name),
                      target_modules=cfg.get('text_encoder_targets'),
                      default_targets=TEXT_ENCODER_TARGETS, **common)
+    if cfg.get('weights'):
+        path = lora_file(cfg['weights'])
+        state, _ = read_lora_file(path)
+        components = ['unet'] + [n for n in model.text_encoder_names
+                                 if cfg.get('text_encoder')]
+        extra = sorted({k.split('.')[0] for k in state} - set(components))
+        if extra:
+            raise ValueError(
+                f'{path} holds LoRA weights for {extra}, which carry no '
+                f'adapter here (adapters on: {components}); set '
+                'lora.text_encoder=True to train text-encoder LoRA too')
+        for name in components:
+            set_lora_weights(getattr(model, name), path, name)
 
 
 def lora_candidates(module: nn.Module) -> Sequence[str]:
@@ -90,6 +109,110 @@ def lora_state_dict(module: nn.Module) -> Dict:
     # safetensors stores only contiguous tensors
     return {k: v.contiguous()
             for k, v in get_peft_model_state_dict(module).items()}
+
+
+LORA_WEIGHT_NAME = 'pytorch_lora_weights.safetensors'
+
+
+def lora_file(path: str) -> str:
+    """The diffusers LoRA file at ``path``: the file itself, or
+    ``pytorch_lora_weights.safetensors`` in a folder (a run's
+    ``final/lora``)."""
+    found = osp.join(path, LORA_WEIGHT_NAME) if osp.isdir(path) else path
+    if not osp.isfile(found):
+        raise FileNotFoundError(
+            f'{path}: no diffusers LoRA file (a .safetensors file, or a '
+            f'folder holding {LORA_WEIGHT_NAME})')
+    return found
+
+
+def read_lora_file(path: str) -> Tuple[Dict[str, torch.Tensor], Dict]:
+    """A diffusers LoRA file's tensors (``unet.<module>.lora_A.weight``
+    ...) and its adapter configs (diffusers' ``lora_adapter_metadata``,
+    keys ``unet.r``, ``unet.lora_alpha``...; empty when not recorded)."""
+    from safetensors import safe_open
+    with safe_open(path, framework='pt') as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+        raw = (f.metadata() or {}).get('lora_adapter_metadata')
+    return state, json.loads(raw) if raw else {}
+
+
+def _component_part(path: str, component: str):
+    """``component``'s tensors and adapter config in a LoRA file, without
+    the ``component.`` prefix."""
+    state, meta = read_lora_file(path)
+    cut = len(component) + 1
+    part = {k[cut:]: v for k, v in state.items()
+            if k.startswith(component + '.')}
+    if not part:
+        raise ValueError(
+            f"{path}: no LoRA weights for the {component} (keys "
+            f"'{component}.<module>.lora_A.weight'); the file's keys start "
+            f"with {sorted({k.split('.')[0] for k in state})}")
+    return part, {k[cut:]: v for k, v in meta.items()
+                  if k.startswith(component + '.')}
+
+
+def set_lora_weights(module: nn.Module, path: str,
+                     component: str = 'unet') -> None:
+    """Put a LoRA file's ``component`` weights into the adapter already on
+    ``module`` (:func:`add_lora`). File and adapter must match exactly:
+    the same layers, shapes and, where the file records them, rank and
+    alpha; anything else is an error naming the first differences."""
+    from peft.utils import set_peft_model_state_dict
+    path = lora_file(path)
+    part, meta = _component_part(path, component)
+    config = next(iter(module.peft_config.values()))
+    for key in ('r', 'lora_alpha', 'use_dora'):
+        if key in meta and meta[key] != getattr(config, key):
+            raise ValueError(
+                f'{path}: its {component} LoRA has {key}={meta[key]}, the '
+                f'adapter it should start has {key}={getattr(config, key)}; '
+                'give lora=dict(rank=..., alpha=...) the values of the file')
+    own = lora_state_dict(module)
+    missing, unexpected = sorted(set(own) - set(part)), \
+        sorted(set(part) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f'{path}: its {component} LoRA does not fit the adapter: '
+            f'{len(missing)} adapter layers have no weights in the file '
+            f'(e.g. {missing[:2]}), {len(unexpected)} file weights have no '
+            f'layer (e.g. {unexpected[:2]}). Is it the file for this UNet '
+            '(a teacher LoRA transplanted onto the student with '
+            'tools/transplant_lora.py) with the same target_modules?')
+    for key, value in part.items():
+        if value.shape != own[key].shape:
+            raise ValueError(
+                f'{path}: {component}.{key} is {tuple(value.shape)}, the '
+                f'adapter layer is {tuple(own[key].shape)}')
+    set_peft_model_state_dict(module, part)
+
+
+def load_lora_file(unet: nn.Module, path: str) -> nn.Module:
+    """A LoRA file's UNet adapter on ``unet`` as the file describes it
+    (diffusers' loader, rank and alpha from the file), frozen: a teacher
+    that samples or supervises with its LoRA. Every file weight must land
+    on a layer of ``unet``."""
+    path = lora_file(path)
+    state, meta = read_lora_file(path)
+    others = sorted(k for k in state if not k.startswith('unet.'))
+    if others:
+        raise ValueError(
+            f'{path} holds LoRA weights beside the UNet\'s ({others[0]} ...); '
+            'a distillation teacher is a UNet that shares the student\'s '
+            'text encoders, so only a UNet LoRA can be loaded into it')
+    part, _ = _component_part(path, 'unet')
+    unet.load_lora_adapter(state, prefix='unet', metadata=meta or None,
+                           adapter_name='default')
+    unexpected = sorted(set(part) - set(lora_state_dict(unet)))
+    if unexpected:
+        raise ValueError(
+            f'{path}: {len(unexpected)} LoRA weights name no layer of the '
+            f'teacher UNet (e.g. unet.{unexpected[0]}): is it a LoRA for '
+            'another model (a student\'s, a transplanted one)?')
+    for p in unet.parameters():
+        p.requires_grad_(False)
+    return unet
 
 
 def lora_metadata(module: nn.Module) -> Dict:
