@@ -19,10 +19,13 @@ from .components import (build_component, build_unet,
                          normalized_spec)
 from .export import DiffusersExport
 from .frozen import FrozenChildrenStayInEval, FrozenWeightsOutOfCheckpoints
-from .sampling import Sampling
+from .sampling import Sampling, cast_floating
 from .speed import configure_unet, speed_options
 from .step import DetachedLogVars, LatentDiffusionStep
 from .validation import HeldOutLossStep
+
+
+STORAGE_DTYPES = (None, 'float32', 'bfloat16', 'float16')
 
 
 @MODELS.register_module()
@@ -55,6 +58,11 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
             carries ``is_prior`` (DreamBooth prior preservation).
         attention / channels_last / compile: speed switches for the UNet
             (see :mod:`.speed`); a distiller applies them to its teacher too.
+        dtype: what the trained UNet is stored in: None (as loaded, fp32)
+            or ``'bfloat16'``/``'float16'`` (half the parameter and
+            gradient memory; ``DiffusionOptimWrapper`` keeps fp32 master
+            weights for the optimizer). The UNet runs in that dtype; its
+            inputs are cast to it and its output back to fp32.
     """
     text_encoder_names = ('text_encoder', )
     text_encoder_names = ('text_encoder', )
@@ -77,6 +85,7 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
                  attention: Optional[str] = None,
                  channels_last: bool = False,
                  compile: Union[bool, dict, None] = None,
+                 dtype: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
@@ -120,6 +129,12 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
             if finetune_text_encoder:
                 for name in self.text_encoder_names:
                     getattr(self, name).gradient_checkpointing_enable()
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(f'model.student.dtype (the trained UNet\'s '
+                             f'storage) must be one of {STORAGE_DTYPES}, got '
+                             f'{dtype!r}')
+        if dtype is not None:
+            cast_floating(self.unet, getattr(torch, dtype))
         self.unet_speed = speed_options(attention, channels_last, compile)
         configure_unet(self.unet, **self.unet_speed)
         self._warned_truncation = False
