@@ -255,6 +255,41 @@ def test_bf16_student_trains_checkpoints_masters_and_resumes_exactly(
             rtol=0, atol=1e-6)
 
 
+def test_distiller_bf16_student_scores_as_the_fp32_one(toy_sdxl):
+    """The SDXL-topology distiller: a bf16 student (fp32 teacher) gives
+    the fp32 student's loss terms to bf16 precision, and its gradients
+    reach the fp32 masters."""
+    from diffkd.registry import MODELS
+    base = dict(type='DiffusionDistiller',
+                student=dict(type='StableDiffusionXL', model=toy_sdxl),
+                teacher=dict(model=toy_sdxl), compression=dict(type='SSD1B'),
+                features='layers')
+    g = torch.Generator().manual_seed(1)
+    batch = dict(img=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+                 text=['a red circle on a blue background', ''],
+                 time_ids=torch.tensor([[32., 32, 0, 0, 32, 32]] * 2))
+    losses = {}
+    with DefaultScope.overwrite_default_scope('diffkd'):
+        for dtype in (None, 'bfloat16'):
+            model = MODELS.build(dict(base, student=dict(
+                base['student'], dtype=dtype)))
+            torch.manual_seed(0)
+            losses[dtype] = model(batch, mode='loss')
+    assert model.student.unet.dtype == torch.bfloat16
+    assert model.teacher.dtype == torch.float32
+    for key in ('loss_task', 'loss_kd_out', 'loss_kd_feat'):
+        # bf16 weights and activations: 2 % (0.04-0.3 % measured)
+        torch.testing.assert_close(losses['bfloat16'][key],
+                                   losses[None][key], rtol=2e-2, atol=0)
+    w = DiffusionOptimWrapper(torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-3))
+    w.update_params(sum(v for k, v in losses['bfloat16'].items()
+                        if k.startswith('loss')))
+    conv = model.student.unet.conv_in.weight
+    assert conv.grad is None and conv.dtype == torch.bfloat16
+    assert torch.equal(conv, w.master_weight(conv).bfloat16())
+
+
 # ------------------------------------------------------------ fp8 teacher
 def test_float8_teacher_needs_a_gpu_of_capability_8_9(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
