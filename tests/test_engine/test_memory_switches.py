@@ -219,6 +219,18 @@ def test_fp32_resume_of_a_bf16_run_takes_the_masters():
         assert torch.equal(p, w.master_weight(q))
 
 
+def test_ema_of_bf16_weights_is_refused():
+    from diffkd.registry import HOOKS
+    from types import SimpleNamespace
+    net = toy_net(torch.bfloat16)
+    with DefaultScope.overwrite_default_scope('diffkd'):
+        hook = HOOKS.build(dict(type='TrainableEMAHook', momentum=1e-4))
+    with pytest.raises(ValueError, match=r'TrainableEMAHook: the trainable '
+                       r'parameters of Sequential are bfloat16 .*loses every '
+                       r'update smaller than its resolution'):
+        hook.before_run(SimpleNamespace(model=net))
+
+
 def test_student_dtype_names_the_key_when_wrong(toy_sd15):
     from diffkd.registry import MODELS
     with DefaultScope.overwrite_default_scope('diffkd'), pytest.raises(
