@@ -88,5 +88,6 @@ if __name__ == '__main__':
         extras_require={
             'tests': requirements('tests.txt'),
             'optional': requirements('optional.txt'),
+            'memory': requirements('memory.txt'),
         },
         zip_safe=False)

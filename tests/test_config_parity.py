@@ -119,6 +119,7 @@ NO_REAL_PARENT = {
     "the main job with the latent cache off: the speed switches' baseline",
     'ssd_1b_distill_fsdp_toy.py': _SCALE_OUT,
     'ssd_1b_distill_deepspeed_zero2_toy.py': _SCALE_OUT,
+    'ssd_1b_distill_deepspeed_zero2_offload_toy.py': _SCALE_OUT,
     'ssd_1b_distill_deepspeed_zero3_toy.py': _SCALE_OUT,
     'ablation/bk_sdm_small_task_only.py': _ABLATION,
     'ablation/bk_sdm_small_output_kd.py': _ABLATION,

@@ -23,6 +23,9 @@ from diffkd.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 from .distributed import is_fsdp
 
 DTYPES = (None, 'float32', 'bfloat16', 'float16', 'auto')
+# Parameters stored in these get fp32 master copies (see
+# DiffusionOptimWrapper's ``master_weights``).
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 NONFINITE_MODES = ('stop', 'skip', 'off')
 
 
@@ -90,6 +93,15 @@ class DiffusionOptimWrapper(AmpOptimWrapper):
             goes on; ``'off'``: no check.
         max_skipped: with ``'skip'``, stop once more steps than this were
             skipped (None: no limit).
+        master_weights: for trainable parameters stored in bf16/fp16 (a
+            student built with ``dtype='bfloat16'``): the optimizer updates
+            fp32 copies of them, which are copied back (rounded) after each
+            step, so updates below bf16's resolution still accumulate.
+            Gradients are moved into the fp32 copies after each backward
+            (accumulated in fp32). Checkpoints hold the fp32 copies under
+            the optimizer's ``master_weights`` (the model's weights are
+            their rounding); a resume restores them exactly. ``False``:
+            the optimizer updates the low-precision parameters directly.
         use_fsdp: ``AmpOptimWrapper``'s (a sharded loss scaler; set by
             ``DiffusionFSDPStrategy``). Under FSDP the gradient norm is
             FSDP's, over all shards.
@@ -116,6 +128,8 @@ class DiffusionOptimWrapper(AmpOptimWrapper):
     and ``nonfinite``, ``max_skipped``, ``cast_dtype`` (the autocast dtype
     or None) and ``loss_scaler`` (None without loss scaling).
     """
+    #: key of the fp32 master weights in :meth:`state_dict`
+    MASTER_KEY = 'master_weights'
 
     def __init__(self,
                  optimizer: torch.optim.Optimizer,
@@ -124,6 +138,7 @@ class DiffusionOptimWrapper(AmpOptimWrapper):
                  nonfinite: str = 'stop',
                  max_skipped: Optional[int] = None,
                  use_fsdp: bool = False,
+                 master_weights: bool = True,
                  **kwargs):
         if nonfinite not in NONFINITE_MODES:
             raise ValueError(f'optim_wrapper.nonfinite must be one of '
@@ -156,9 +171,27 @@ class DiffusionOptimWrapper(AmpOptimWrapper):
         self.nonfinite_synced = False
         self._flag: Optional[torch.Tensor] = None  # since the last step
         self._model = None
+        # Every parameter the optimizer was given, in its state_dict's
+        # order; the low-precision ones (by that index) get masters.
+        self._params = [p for g in optimizer.param_groups
+                        for p in g['params']]
+        self._low = [i for i, p in enumerate(self._params)
+                     if p.dtype in LOW_PRECISION and p.requires_grad] \
+            if master_weights else []
+        if self._low and use_fsdp:
+            raise ValueError(
+                'optim_wrapper.master_weights: under FSDP keep the student '
+                'in fp32 and set the strategy\'s mixed precision instead of '
+                "model.student.dtype (or set master_weights=False)")
+        # index -> fp32 master; made at the first backward (or resume),
+        # after mmengine has loaded any load_from weights into the model.
+        self._masters: Optional[dict] = None
         precision = ('fp32' if cast_dtype is None else
                      f'{str(cast_dtype)[6:]} autocast' +
                      (' with loss scaling' if scaled else ''))
+        if self._low:
+            precision += (f', fp32 master weights for {len(self._low)} '
+                          f'low-precision parameters')
         print_log(f'{type(self).__name__}: {precision} on {device}, '
                   f'non-finite losses: {nonfinite}', logger='current')
 
@@ -182,8 +215,19 @@ class DiffusionOptimWrapper(AmpOptimWrapper):
             OptimWrapper.backward(self, loss, **kwargs)
         else:
             super().backward(loss, **kwargs)
+        if self._low:
+            self._grads_to_masters()
 
     def step(self, **kwargs) -> None:
+        self._step(**kwargs)
+        if self._masters:
+            # Skipped steps leave the masters as they were: copying back
+            # is then a no-op.
+            with torch.no_grad():
+                for i, master in self._masters.items():
+                    self._params[i].copy_(master)
+
+    def _step(self, **kwargs) -> None:
         flag, self._flag = self._flag, None
         scaler = self.loss_scaler
         unscaled = False
@@ -239,13 +283,86 @@ class DiffusionOptimWrapper(AmpOptimWrapper):
         with OptimWrapper.optim_context(self, model), cast:
             yield
 
+    # --------------------------------------------------- master weights
+    def _make_masters(self, saved: Optional[dict] = None) -> None:
+        """fp32 copies of the low-precision parameters (from ``saved``
+        where it has them) take their place in the optimizer."""
+        self._masters = {}
+        slots = {id(p): (g, j) for g in self.optimizer.param_groups
+                 for j, p in enumerate(g['params'])}
+        for i in self._low:
+            param = self._params[i]
+            source = saved[i] if saved and i in saved else param.detach()
+            master = torch.nn.Parameter(
+                source.to(param.device, torch.float32, copy=True))
+            group, j = slots[id(param)]
+            group['params'][j] = master
+            state = self.optimizer.state.pop(param, None)
+            if state is not None:
+                self.optimizer.state[master] = state
+            self._masters[i] = master
+
+    def _grads_to_masters(self) -> None:
+        if self._masters is None:
+            self._make_masters()
+        for i, master in self._masters.items():
+            param = self._params[i]
+            if param.grad is None:
+                continue
+            grad = param.grad.float()
+            master.grad = grad if master.grad is None else \
+                master.grad.add_(grad)
+            param.grad = None  # the low-precision gradient is not kept
+
+    def master_weight(self, param: torch.nn.Parameter) -> torch.Tensor:
+        """The fp32 weight the optimizer updates for ``param`` (``param``
+        itself when it has no master)."""
+        for i, p in enumerate(self._params):
+            if p is param:
+                if self._masters is None and i in self._low:
+                    self._make_masters()
+                return (self._masters or {}).get(i, param)
+        raise KeyError('the parameter is not in this optimizer')
+
     # ------------------------------------------------------------- state
     def state_dict(self) -> dict:
         if self.loss_scaler is None:
-            return OptimWrapper.state_dict(self)
-        return super().state_dict()
+            state = OptimWrapper.state_dict(self)
+        else:
+            state = super().state_dict()
+        if self._low:
+            if self._masters is None:
+                self._make_masters()
+            state[self.MASTER_KEY] = {
+                i: m.detach().clone() for i, m in self._masters.items()}
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        saved = state_dict.pop(self.MASTER_KEY, None) or {}
+        for i, master in saved.items():
+            if not (isinstance(i, int) and 0 <= i < len(self._params)) or \
+                    master.shape != self._params[i].shape:
+                raise ValueError(
+                    f'optimizer state: master weight {i!r} '
+                    f'{tuple(master.shape)} matches no parameter of this '
+                    f'optimizer ({len(self._params)} parameters)')
+        # The masters must be in the optimizer before its state is loaded:
+        # torch casts the loaded moments to each parameter's dtype.
+        if self._low:
+            if self._masters is None:
+                self._make_masters(saved)
+            else:
+                with torch.no_grad():
+                    for i, master in self._masters.items():
+                        if i in saved:
+                            master.copy_(saved[i])
+        with torch.no_grad():
+            # The masters are the truth: a low-precision parameter takes
+            # their rounding, an fp32 one (a bf16 run resumed in fp32)
+            # takes them as they are.
+            for i, master in saved.items():
+                self._params[i].copy_(master)
         if self.loss_scaler is None:
             # e.g. a float16 GPU run resumed on a CPU (bfloat16)
             state_dict.pop('loss_scaler', None)

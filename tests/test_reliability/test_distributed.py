@@ -180,8 +180,9 @@ def test_fsdp_two_processes_match_one_process(one_process, tmp_path):
 
 
 @pytest.mark.scenario
-@pytest.mark.parametrize('stage', [2, 3])
-def test_deepspeed_configs_build_their_strategy(stage, monkeypatch):
+@pytest.mark.parametrize('stage,name', [(2, 'zero2'), (3, 'zero3'),
+                                        (2, 'zero2_offload')])
+def test_deepspeed_configs_build_their_strategy(stage, name, monkeypatch):
     """DeepSpeed is not installed here (and needs GPUs): the configs are
     checked as configs and mmengine's DeepSpeedStrategy builds its
     DeepSpeed config dict from them (with a stand-in module)."""
@@ -190,7 +191,7 @@ def test_deepspeed_configs_build_their_strategy(stage, monkeypatch):
     from mmengine.registry import OPTIM_WRAPPERS, STRATEGIES
     cfg = Config.fromfile(
         osp.join(REPO, 'configs', 'toy',
-                 f'ssd_1b_distill_deepspeed_zero{stage}_toy.py'))
+                 f'ssd_1b_distill_deepspeed_{name}_toy.py'))
     assert cfg.runner_type == 'DiffusionFlexibleRunner'
     assert cfg.optim_wrapper.type == 'DeepSpeedOptimWrapper'
     assert 'clip_grad' not in cfg.optim_wrapper  # DeepSpeed clips
@@ -209,6 +210,17 @@ def test_deepspeed_configs_build_their_strategy(stage, monkeypatch):
     assert ds['train_micro_batch_size_per_gpu'] == 64
     assert ds['gradient_accumulation_steps'] == 1
     assert built.exclude_frozen_parameters is True
+    # Only the offload config moves the optimizer states to pinned CPU
+    # memory; the rest of its ZeRO-2 settings are deepspeed_zero2.py's.
+    offload = ds['zero_optimization'].pop('offload_optimizer', None)
+    if name == 'zero2_offload':
+        assert offload == dict(device='cpu', pin_memory=True)
+        plain = Config.fromfile(osp.join(
+            REPO, 'configs', '_base_', 'strategies', 'deepspeed_zero2.py'))
+        assert ds['zero_optimization'] == \
+            plain.strategy['zero_optimization']
+    else:
+        assert offload is None
 
 
 def test_resume_gives_each_rank_its_own_random_state(monkeypatch):

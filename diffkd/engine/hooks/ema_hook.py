@@ -69,6 +69,19 @@ class TrainableEMAHook(EMAHook):
             raise ValueError(
                 f'TrainableEMAHook: {type(unwrap(runner.model)).__name__} '
                 'has no trainable parameters to average')
+        low = sorted({str(p.dtype)[6:] for p in self.src_model.parameters()
+                      if p.dtype in (torch.bfloat16, torch.float16)})
+        if low:
+            # The average is a copy in the parameters' dtype: momentum x
+            # (weight - average) below its resolution would be rounded
+            # away at every update.
+            raise ValueError(
+                f'TrainableEMAHook: the trainable parameters of '
+                f'{type(unwrap(runner.model)).__name__} are {low[0]} '
+                "(model.dtype / model.student.dtype), and an average kept "
+                f'in {low[0]} loses every update smaller than its '
+                'resolution; train them in fp32 or remove the hook from '
+                'custom_hooks')
         self.ema_model = MODELS.build(
             self.ema_cfg, default_args=dict(model=self.src_model))
         runner.diffkd_ema = self

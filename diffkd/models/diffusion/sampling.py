@@ -1,5 +1,6 @@
 """Sampling from a model through a diffusers pipeline that shares its
 modules."""
+from contextlib import contextmanager
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -18,6 +19,31 @@ def unscale_latents(vae_config, latents: torch.Tensor) -> torch.Tensor:
         std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
         return latents * std / vae_config.scaling_factor + mean
     return latents / vae_config.scaling_factor
+
+
+def cast_floating(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``module``'s floating-point weights in ``dtype`` through torch's own
+    ``bfloat16()``/``half()``/``float()`` (diffusers' ``to(dtype)`` warns
+    about fp32 modules even when a UNet has none)."""
+    cast = {torch.bfloat16: module.bfloat16, torch.float16: module.half,
+            torch.float32: module.float}
+    return cast[dtype]()
+
+
+@contextmanager
+def full_precision(unet: nn.Module):
+    """``unet`` in fp32 inside (a pipeline feeds it fp32 latents and text
+    states); a bf16/fp16 UNet is cast back after, exactly (fp32 holds every
+    bf16/fp16 value)."""
+    dtype = next(unet.parameters()).dtype
+    if dtype not in (torch.bfloat16, torch.float16):
+        yield unet
+        return
+    unet.float()
+    try:
+        yield unet
+    finally:
+        cast_floating(unet, dtype)
 
 
 class Sampling:
@@ -71,6 +97,15 @@ class Sampling:
         Prompts go through the pipeline ``batch_size`` at a time, each with
         its own generator, so an image does not depend on its batch-mates.
         """
+        with full_precision(self.unet if unet is None else unet):
+            return self._generate(prompts, seeds, negative_prompt,
+                                  num_inference_steps, guidance_scale,
+                                  height, width, unet, output_type,
+                                  batch_size)
+
+    def _generate(self, prompts, seeds, negative_prompt, num_inference_steps,
+                  guidance_scale, height, width, unet, output_type,
+                  batch_size):
         pipe = self.pipeline(unet)
         pipe.set_progress_bar_config(disable=True)
         seeds = seeds if seeds is not None else list(range(len(prompts)))

@@ -19,10 +19,13 @@ from .components import (build_component, build_unet,
                          normalized_spec)
 from .export import DiffusersExport
 from .frozen import FrozenChildrenStayInEval, FrozenWeightsOutOfCheckpoints
-from .sampling import Sampling
+from .sampling import Sampling, cast_floating
 from .speed import configure_unet, speed_options
 from .step import DetachedLogVars, LatentDiffusionStep
 from .validation import HeldOutLossStep
+
+
+STORAGE_DTYPES = (None, 'float32', 'bfloat16', 'float16')
 
 
 @MODELS.register_module()
@@ -57,6 +60,11 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
             (see :mod:`.speed`); a distiller applies them to its teacher too.
             ``channels_last`` is on by default: faster on CPUs and GPUs,
             same results within float rounding (docs/performance.md).
+        dtype: what the trained UNet is stored in: None (as loaded, fp32)
+            or ``'bfloat16'``/``'float16'`` (half the parameter and
+            gradient memory; ``DiffusionOptimWrapper`` keeps fp32 master
+            weights for the optimizer). The UNet runs in that dtype; its
+            inputs are cast to it and its output back to fp32.
     """
     text_encoder_names = ('text_encoder', )
     text_encoder_names = ('text_encoder', )
@@ -79,6 +87,7 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
                  attention: Optional[str] = None,
                  channels_last: bool = True,
                  compile: Union[bool, dict, None] = None,
+                 dtype: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
@@ -122,6 +131,12 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
             if finetune_text_encoder:
                 for name in self.text_encoder_names:
                     getattr(self, name).gradient_checkpointing_enable()
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(f'model.student.dtype (the trained UNet\'s '
+                             f'storage) must be one of {STORAGE_DTYPES}, got '
+                             f'{dtype!r}')
+        if dtype is not None:
+            cast_floating(self.unet, getattr(torch, dtype))
         self.unet_speed = speed_options(attention, channels_last, compile)
         configure_unet(self.unet, **self.unet_speed)
         self._warned_truncation = False

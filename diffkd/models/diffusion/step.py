@@ -120,8 +120,17 @@ class LatentDiffusionStep:
         kwargs = {}
         if batch.added_cond_kwargs:
             kwargs['added_cond_kwargs'] = batch.added_cond_kwargs
-        return unet(batch.noisy_latents, batch.timesteps,
-                    batch.encoder_hidden_states, **kwargs).sample
+        dtype = unet.dtype
+        if batch.noisy_latents.dtype == dtype:
+            return unet(batch.noisy_latents, batch.timesteps,
+                        batch.encoder_hidden_states, **kwargs).sample
+        # A UNet stored in bf16/fp16: latents and prompt states enter its
+        # layers in its dtype (SDXL's time ids and pooled embeds stay fp32:
+        # diffusers embeds them in fp32 and casts after); the prediction
+        # is scored in fp32.
+        return unet(batch.noisy_latents.to(dtype), batch.timesteps,
+                    batch.encoder_hidden_states.to(dtype),
+                    **kwargs).sample.float()
 
     def score(self, pred: torch.Tensor, target: torch.Tensor,
               batch: DiffusionBatch, loss_module: nn.Module) -> torch.Tensor:

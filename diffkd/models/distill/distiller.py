@@ -37,6 +37,40 @@ class DistillConfigError(ValueError):
     """A teacher/student pair or feature declaration that cannot work."""
 
 
+FLOAT8 = 'float8'
+TORCHAO_HINT = 'pip install torchao (or pip install "diffkd[memory]")'
+
+
+def check_float8_device() -> None:
+    """``model.teacher.dtype='float8'`` needs fp8 matrix multiplies: a CUDA
+    GPU of compute capability 8.9 or newer (Ada, Hopper, Blackwell)."""
+    want = ("model.teacher.dtype='float8' needs a CUDA GPU of compute "
+            'capability 8.9 or newer (fp8 matrix multiplies: Ada, Hopper)')
+    if not torch.cuda.is_available():
+        raise DistillConfigError(
+            f"{want}; this machine has no CUDA device. Use "
+            "model.teacher.dtype='bfloat16' here")
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) < (8, 9):
+        raise DistillConfigError(
+            f'{want}; {torch.cuda.get_device_name()} has compute capability '
+            f"{major}.{minor}. Use model.teacher.dtype='bfloat16' on it")
+
+
+def quantize_float8(unet: nn.Module) -> None:
+    """torchao's dynamic fp8 (e4m3, per-row scales) for the teacher's linear
+    layers, in place; the other layers stay bf16."""
+    try:
+        from torchao.quantization import (
+            Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_)
+    except ImportError as err:
+        raise ImportError(f"model.teacher.dtype='float8' needs torchao "
+                          f'(with Float8DynamicActivationFloat8WeightConfig):'
+                          f' {TORCHAO_HINT}') from err
+    quantize_(unet, Float8DynamicActivationFloat8WeightConfig(
+        granularity=PerRow()))
+
+
 def _dtype(name: Optional[str]):
     if name is None:
         return None
@@ -70,6 +104,9 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
             supervises (and samples), e.g. a student whose
             ``lora=dict(..., weights=...)`` starts from the same LoRA
             transplanted (``configs/ssd_1b/ssd_1b_lora_transplant.py``).
+            ``dtype='float8'``: bf16 with its linear layers in torchao's
+            dynamic fp8 (needs torchao and a CUDA GPU of compute capability
+            8.9 or newer; checked when the model is built).
         compression: a recipe (``dict(type='SSD1B')``) giving the student's
             architecture and the teacher->student module map; None for a
             student of the teacher's own architecture.
@@ -136,7 +173,15 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
         teacher = dict(teacher)
         t_model = teacher.pop('model')
         t_sub = teacher.pop('subfolder', 'unet')
-        self.teacher_dtype = _dtype(teacher.pop('dtype', None))
+        t_dtype = teacher.pop('dtype', None)
+        # fp8: the teacher is kept in bf16 and its linear layers are
+        # quantised on the GPU, before its first forward.
+        self.teacher_float8 = t_dtype == FLOAT8
+        self._teacher_quantized = False
+        if self.teacher_float8:
+            check_float8_device()
+            t_dtype = 'bfloat16'
+        self.teacher_dtype = _dtype(t_dtype)
         t_lora = teacher.pop('lora', None)
         if self.teacher_dtype is not None and student_init != 'teacher':
             teacher.setdefault('torch_dtype', self.teacher_dtype)
@@ -312,6 +357,9 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
             return self.student.run_unet(self.teacher, batch)
         cast = copy.copy(batch)
         dt = self.teacher_dtype
+        if self.teacher_float8 and not self._teacher_quantized:
+            quantize_float8(self.teacher)  # on the device it runs on
+            self._teacher_quantized = True
         # Latents and prompt hidden states enter the teacher's layers, which
         # take its dtype (as in a bf16/fp16 pipeline, or under autocast).
         # SDXL's time ids and pooled text embeds stay fp32, the student's
@@ -396,16 +444,9 @@ class DiffusionDistiller(HeldOutLossStep, FrozenChildrenStayInEval,
         args = (list(inputs['text']), inputs.get('seed'), inputs.get('index'))
         samples = self.student.predict(*args, **sampling)
         if with_teacher:
-            # Sampling runs in the pipeline's dtype; a low-precision
-            # teacher is upcast for it (bf16/fp16 -> fp32 -> back is exact).
-            if self.teacher_dtype is not None:
-                self.teacher.float()
-            try:
-                theirs = self.student.predict(*args, unet=self.teacher,
-                                              **sampling)
-            finally:
-                if self.teacher_dtype is not None:
-                    self.teacher.to(self.teacher_dtype)
+            # A low-precision teacher samples in fp32 (Sampling.generate).
+            theirs = self.student.predict(*args, unet=self.teacher,
+                                          **sampling)
             for mine, t in zip(samples, theirs):
                 mine.update(teacher_image=t['image'],
                             teacher_latent=t['latent'])
