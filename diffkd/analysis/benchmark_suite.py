@@ -127,7 +127,8 @@ PRESETS: Dict[str, Preset] = dict(
         flops_at_batch=False,
         budget_s=450.0, infer_reserve_s=60.0,
         note='Real architectures, random weights, toy captioned shapes '
-        'resized to the resolution; bf16 autocast, teacher in bf16.',
+        'resized to the resolution; bf16 autocast, teacher in bf16 (also '
+        "for BK-SDM, whose config says fp16: MFU is over the bf16 peak).",
         cfg_options={'model.teacher.dtype': 'bfloat16',
                      'optim_wrapper.dtype': 'bfloat16'}),
     tiny=Preset(
@@ -365,7 +366,9 @@ def probe_config(case: TrainCase, preset: Preset, work_dir: str,
                             random_weights=preset.random_weights,
                             toy_data=case.resolution,
                             weights_dir=weights_dir, log=log)
-    cfg.train_cfg.max_iters = 0  # the probe runs before the loop
+    # The probe runs before the loop; one iteration, as a schedule without
+    # an end of its own ends at max_iters and refuses 0.
+    cfg.train_cfg.max_iters = 1
     probe = _Probe(preset, fits_in_time, log)
     with contextlib.redirect_stdout(sys.stderr):
         probe.built = time.monotonic()
@@ -489,6 +492,14 @@ def run_suite(preset: str, peak_tflops: Optional[float] = None,
     weights_dir = osp.join(work_dir, 'random_weights')
     train = []
     try:
+        weights_s = time.monotonic()
+        if p.random_weights:
+            # All written first, so the cases share what time is left.
+            for case in p.train:
+                prepare_config(case.path, osp.join(work_dir, 'weights'),
+                               dict(p.cfg_options), random_weights=True,
+                               weights_dir=weights_dir, log=log)
+        weights_s = time.monotonic() - weights_s
         for i, case in enumerate(p.train):
             case_deadline = None
             if deadline is not None:
@@ -522,7 +533,7 @@ def run_suite(preset: str, peak_tflops: Optional[float] = None,
                       cfg_options=copy.deepcopy(p.cfg_options)),
         train=train,
         infer=[dict(settings=r['settings'], rows=r['rows']) for r in infer],
-        elapsed_s=time.monotonic() - began)
+        random_weights_s=weights_s, elapsed_s=time.monotonic() - began)
 
 
 # -------------------------------------------------------------- markdown

@@ -126,7 +126,8 @@ def test_inference_covers_both_families(suite):
 
 def test_markdown_has_every_row_and_the_peak(suite):
     result, md = suite
-    assert f'{result["peak"]["tflops"]:.3f} TFLOPS ({result["peak"]["source"]})' in md
+    peak = result['peak']
+    assert f'{peak["tflops"]:.3f} TFLOPS ({peak["source"]})' in md
     for row in result['train']:
         assert f'| {row["name"]} | `{row["config"]}` | 32 | 2 | ' in md
         assert f'| {row["mfu"]:.4f} |' in md
@@ -195,3 +196,56 @@ def test_unknown_device_peak_is_given_or_measured():
     assert table_peak('Tesla T4') is None
     assert device_peak(torch.device('cpu'), 'float32', 12.5) == dict(
         tflops=12.5, source='--peak-tflops')
+
+
+def test_step_flops_split_teacher_and_student_without_recompute(toy_sd15):
+    """count_step_flops on a bare distiller: the teacher's forward, and the
+    student's forward and backward as without gradient checkpointing (its
+    recomputed forward is not model work), which is switched back on."""
+    from diffusers import UNet2DConditionModel
+    from mmengine.model import BaseModel
+    from mmengine.optim import OptimWrapper
+
+    from diffkd.analysis.benchmark_suite import count_step_flops
+
+    def unet():
+        return UNet2DConditionModel.from_pretrained(toy_sd15,
+                                                    subfolder='unet')
+
+    class Student(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet = unet()
+
+    class Distiller(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.student, self.teacher = Student(), unet().requires_grad_(
+                False)
+
+        def forward(self, inputs, data_samples=None, mode='loss'):
+            x, t, ctx = inputs
+            with torch.no_grad():
+                target = self.teacher(x, t, ctx).sample
+            pred = self.student.unet(x, t, ctx).sample
+            return dict(loss=F.mse_loss(pred, target))
+
+    model = Distiller()
+    student = model.student.unet
+    student.enable_gradient_checkpointing()
+    inputs = (torch.randn(2, 4, 8, 8), torch.tensor([10, 500]),
+              torch.randn(2, 77, student.config.cross_attention_dim))
+    wrapper = OptimWrapper(torch.optim.SGD(student.parameters(), lr=0.0))
+    flops = count_step_flops(model, wrapper, dict(inputs=inputs))
+    assert student.is_gradient_checkpointing
+
+    with torch.no_grad(), flop_counter() as c:
+        model.teacher(*inputs)
+    assert flops['teacher_forward'] == c.get_total_flops() > 0
+    student.disable_gradient_checkpointing()
+    with flop_counter() as c:
+        student(*inputs).sample.sum().backward()
+    assert flops['student_forward_backward'] == c.get_total_flops()
+    assert flops['encode'] == 0
+    assert flops['step_total'] == (flops['teacher_forward'] +
+                                   flops['student_forward_backward'])
