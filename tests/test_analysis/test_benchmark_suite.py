@@ -249,3 +249,20 @@ def test_step_flops_split_teacher_and_student_without_recompute(toy_sd15):
     assert flops['encode'] == 0
     assert flops['step_total'] == (flops['teacher_forward'] +
                                    flops['student_forward_backward'])
+
+
+def test_tiny_preset_is_the_gpu_preset_at_toy_size():
+    """Same cases (each tiny config the toy twin of the gpu one: it
+    inherits it) and the same inference lists; sizes, dtype and device
+    differ."""
+    gpu, tiny = PRESETS['gpu'], PRESETS['tiny']
+    assert [c.name for c in gpu.train] == [c.name for c in tiny.train]
+    for real, toy in zip(gpu.train, tiny.train):
+        assert osp.isfile(real.path) and osp.isfile(toy.path)
+        with open(toy.path) as f:
+            assert '../' + real.config[len('configs/'):] in f.read()
+    assert [a for a, _ in gpu.infer] == [a for a, _ in tiny.infer]
+    assert [c.resolution for c in gpu.train] == [1024, 1024, 512]
+    assert [px for _, px in gpu.infer] == [1024, 512]
+    assert (gpu.infer_steps, gpu.dtype, gpu.device) == (25, 'bfloat16',
+                                                        'cuda')
