@@ -15,7 +15,6 @@ downloaded): latency does not depend on weight values. UNets are built and
 measured one at a time.
 """
 import difflib
-import gc
 import json
 import os
 import os.path as osp
@@ -33,6 +32,7 @@ from mmengine.config import Config
 from diffkd.apis.unet_config import unet_config_for
 from diffkd.models.compression import build_compression, count_parameters
 from diffkd.models.compression.teacher_configs import load_teacher_config
+from diffkd.models.diffusion.random_init import random_unet_config
 from diffkd.utils.hub import ToyAssetNotBuiltError, resolve_model_path
 from diffkd.utils.profiling import PeakMemory, release_freed_memory
 
@@ -193,7 +193,11 @@ def specs_from_config(path: str, options: Optional[Dict] = None
         f"model='<pipeline>')); its model.type is {model.get('type')!r}")
 
 
-def specs_from_archs(names: List[str]) -> List[Spec]:
+def specs_from_archs(names: List[str],
+                     width_divisor: int = 1) -> List[Spec]:
+    """Specs of architecture names; ``width_divisor`` > 1 narrows every
+    teacher's widths (``random_unet_config``: same topology) before its
+    students' recipes apply."""
     valid = sorted(PRESETS) + sorted(ARCHS)
     teachers, out = {}, []
     for name in names:
@@ -205,9 +209,12 @@ def specs_from_archs(names: List[str]) -> List[Spec]:
         for arch in PRESETS.get(name, [name]):
             key, recipe = ARCHS[arch]
             if key not in teachers:
-                teachers[key] = Spec(_TEACHER_ARCH[key], 'teacher',
-                                     load_teacher_config(key),
-                                     f'shipped:{key}')
+                teachers[key] = Spec(
+                    _TEACHER_ARCH[key], 'teacher',
+                    random_unet_config(key, width_divisor)
+                    if width_divisor > 1 else load_teacher_config(key),
+                    f'shipped:{key}' + (f' width/{width_divisor}'
+                                        if width_divisor > 1 else ''))
             teacher = teachers[key]
             if recipe is None:
                 spec = teacher
@@ -216,7 +223,7 @@ def specs_from_archs(names: List[str]) -> List[Spec]:
                     arch, 'student',
                     build_compression(dict(type=recipe))(
                         teacher.config).student_config,
-                    f'{recipe}(shipped:{key})', teacher=teacher)
+                    f'{recipe}({teacher.source})', teacher=teacher)
             out.append(spec)
     return out
 
@@ -411,10 +418,9 @@ def measure(spec: Spec, dtype, device, resolution: Optional[int] = None,
                  if osp.isdir(spec.weights) else [spec.weights])
         row['checkpoint_file_bytes'] = sum(map(osp.getsize, files))
     del unet, latents, kwargs
-    gc.collect()
+    release_freed_memory()  # (a full collection first)
     if device.type == 'cuda':
         torch.cuda.empty_cache()
-    release_freed_memory()
     return row, seconds
 
 
@@ -451,19 +457,21 @@ def benchmark_infer(configs: Sequence[str] = (),
                     teacher_weights: Optional[str] = None,
                     student_weights: Optional[str] = None,
                     cfg_options: Optional[Dict] = None,
+                    width_divisor: int = 1,
                     log: Callable[[str], None] = _stderr) -> Dict:
     """Measure the UNets of ``configs`` and ``arch`` names (presets or
     single models) one at a time: ``dict(machine, settings, rows)``, one
     row per distinct UNet, students with their ratios to their teacher.
     ``dtype`` defaults to float16 on cuda, float32 on cpu; ``device`` to
-    cuda when available. Raises :class:`BenchmarkError` for a request it
+    cuda when available; ``width_divisor``: the ``arch`` names narrowed
+    (:func:`specs_from_archs`). Raises :class:`BenchmarkError` for a request it
     cannot serve."""
     configs, arch = list(configs), list(arch)
     device = torch.device(device or (
         'cuda' if torch.cuda.is_available() else 'cpu'))
     dtype_name = dtype or ('float16' if device.type == 'cuda' else 'float32')
     machine = _machine(device)
-    specs = specs_from_archs(arch)
+    specs = specs_from_archs(arch, width_divisor)
     for path in configs:
         specs += specs_from_config(path, cfg_options)
     specs = dedupe(specs)
@@ -503,5 +511,6 @@ def benchmark_infer(configs: Sequence[str] = (),
             cfg_options=cfg_options, resolution=resolution,
             steps=steps, warmup=warmup,
             batch_size=batch_size, unet_batch=2 * batch_size,
-            text_len=TEXT_LEN, dtype=dtype_name, device=str(device)),
+            text_len=TEXT_LEN, dtype=dtype_name, device=str(device),
+            width_divisor=width_divisor),
         rows=rows)

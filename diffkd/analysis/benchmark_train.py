@@ -70,19 +70,27 @@ def _replace_names(node, folders: Dict[str, str]):
 
 
 def use_random_weights(cfg, folder: str,
-                       log: Callable[[str], None] = _stderr
-                       ) -> Dict[str, str]:
+                       log: Callable[[str], None] = _stderr,
+                       reuse: bool = False) -> Dict[str, str]:
     """Point the config's published models at random-weight copies of
-    their architecture written under ``folder``; returns name -> copy."""
+    their architecture written under ``folder``; returns name -> copy.
+    ``reuse``: a copy already complete in ``folder`` (written by an earlier
+    call) is used as it is."""
     names = sorted(set(_published_names(cfg._cfg_dict.to_dict())))
     if not names:
         raise SystemExit(f'--random-weights: the config names no published '
                          f'model ({sorted(KNOWN_TEACHERS)}) missing locally')
     folders = {}
     for name in names:
+        out = osp.join(folder, name.replace('/', '--'))
+        done = osp.join(out, '.complete')
+        if reuse and osp.isfile(done):
+            log(f'benchmark: {name} -> random weights in {out}')
+            folders[name] = osp.abspath(out)
+            continue
         log(f'benchmark: {name} -> random weights')
-        folders[name] = save_random_pipeline(
-            name, osp.join(folder, name.replace('/', '--')))
+        folders[name] = save_random_pipeline(name, out)
+        open(done, 'w').close()  # written last: the copy is whole
         release_freed_memory()
     for key in ('model', 'train_dataloader'):
         cfg[key] = _replace_names(cfg[key], folders)
@@ -537,6 +545,23 @@ def loss_parity(model, ref: ReferenceLoop, seed: int) -> Dict:
 
 
 # ----------------------------------------------------------------- run
+def prepare_config(config: str, work_dir: str,
+                   cfg_options: Optional[dict] = None, amp: bool = False,
+                   random_weights: bool = False,
+                   toy_data: Optional[int] = None,
+                   weights_dir: Optional[str] = None,
+                   log: Callable[[str], None] = _stderr):
+    """The config :func:`benchmark_train` runs, and the published names it
+    replaced by random weights (see there)."""
+    cfg = train_config(config, work_dir, cfg_options, amp=amp)
+    randomised = (use_random_weights(
+        cfg, weights_dir or osp.join(work_dir, 'random_weights'), log,
+        reuse=weights_dir is not None) if random_weights else {})
+    if toy_data:
+        use_toy_data(cfg, toy_data)
+    return cfg, randomised
+
+
 def benchmark_train(config: str,
                     iters: int = 20,
                     warmup: int = 3,
@@ -546,6 +571,7 @@ def benchmark_train(config: str,
                     random_weights: bool = False,
                     toy_data: Optional[int] = None,
                     cfg_options: Optional[dict] = None,
+                    weights_dir: Optional[str] = None,
                     log: Callable[[str], None] = _stderr) -> Dict:
     """The benchmark's result (docs/performance.md): machine, settings,
     ``engine`` timings and, with ``reference``, ``reference``,
@@ -553,15 +579,14 @@ def benchmark_train(config: str,
     engine and reference runs alternate and each field is the median.
     Runner logs go to stderr. ``random_weights``: published models the
     config names get their architecture with random weights (offline);
-    ``toy_data``: train on the toy captioned shapes at that many pixels."""
+    ``toy_data``: train on the toy captioned shapes at that many pixels;
+    ``weights_dir``: keep the random-weight copies there, and reuse those
+    an earlier call left (default: a temporary folder, removed)."""
     work_dir = tempfile.mkdtemp(prefix='benchmark_train-')
     try:
-        cfg = train_config(config, work_dir, cfg_options, amp=amp)
-        randomised = (use_random_weights(
-            cfg, osp.join(work_dir, 'random_weights'), log)
-                      if random_weights else {})
-        if toy_data:
-            use_toy_data(cfg, toy_data)
+        cfg, randomised = prepare_config(config, work_dir, cfg_options, amp,
+                                         random_weights, toy_data,
+                                         weights_dir, log)
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
         load = os.getloadavg()[0]  # other work on the machine skews times
         runs = []

@@ -1,6 +1,8 @@
 """diffkd.analysis.benchmark_train's stage clock on a plain mmengine
 Runner: modules that take known times are charged to their stages, through
 hooks only."""
+import os
+import os.path as osp
 import time
 
 import pytest
@@ -119,3 +121,38 @@ def test_stages_are_charged_by_hooks(tmp_path):
     assert DATA <= split['data'] < DATA + 0.02
     assert 0 < split['optimizer'] < split['encode']
     assert len(timer.samples['iteration']) == iters
+
+
+def test_random_weights_are_written_once_and_reused(tmp_path, monkeypatch):
+    """With ``reuse`` a copy written whole by an earlier call is used as it
+    is; one left half-written (no completion mark) is written again."""
+    from mmengine.config import Config
+
+    import diffkd.analysis.benchmark_train as bt
+    written = []
+
+    def save(name, out_dir):
+        written.append(name)
+        os.makedirs(out_dir, exist_ok=True)
+        return osp.abspath(out_dir)
+
+    monkeypatch.setattr(bt, 'save_random_pipeline', save)
+    name = 'CompVis/stable-diffusion-v1-4'
+
+    def cfg():
+        return Config(dict(model=dict(teacher=dict(model=name)),
+                           train_dataloader=dict(dataset=dict())))
+
+    first, again = cfg(), cfg()
+    folders = bt.use_random_weights(first, str(tmp_path), lambda m: None,
+                                    reuse=True)
+    assert bt.use_random_weights(again, str(tmp_path), lambda m: None,
+                                 reuse=True) == folders
+    assert written == [name]
+    assert again.model.teacher.model == folders[name] == osp.abspath(
+        tmp_path / 'CompVis--stable-diffusion-v1-4')
+    os.remove(osp.join(folders[name], '.complete'))
+    bt.use_random_weights(cfg(), str(tmp_path), lambda m: None, reuse=True)
+    # without reuse, always written
+    bt.use_random_weights(cfg(), str(tmp_path), lambda m: None)
+    assert written == [name] * 3

@@ -61,10 +61,11 @@ class StableDiffusion(LatentDiffusionStep, HeldOutLossStep, Sampling,
             ``channels_last`` is on by default: faster on CPUs and GPUs,
             same results within float rounding (docs/performance.md).
         dtype: what the trained UNet is stored in: None (as loaded, fp32)
-            or ``'bfloat16'``/``'float16'`` (half the parameter and
-            gradient memory; ``DiffusionOptimWrapper`` keeps fp32 master
-            weights for the optimizer). The UNet runs in that dtype; its
-            inputs are cast to it and its output back to fp32.
+            or ``'bfloat16'``/``'float16'``; ``DiffusionOptimWrapper`` keeps
+            fp32 master weights for the optimizer, so a parameter costs
+            more bytes than in fp32 (18 vs 16 with AdamW): the saving is
+            in activations (docs/performance.md). The UNet runs in that
+            dtype; its inputs are cast to it and its output back to fp32.
     """
     text_encoder_names = ('text_encoder', )
     text_encoder_names = ('text_encoder', )
