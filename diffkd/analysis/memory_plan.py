@@ -9,7 +9,7 @@ peak = resident + max(forward/backward, optimizer step), where
   dataset is a ``CachedLatentDataset``), the fp32 master copy of a bf16
   student (``model.student.dtype='bfloat16'``), the optimizer states (AdamW
   2 fp32 per element, ``AdamW8bit`` 2 bytes per element plus one fp32
-  statistic per 256-element block, SGD 1 momentum) unless DeepSpeed
+  absmax per 256-element block and state, SGD 1 momentum) unless DeepSpeed
   offloads them (``strategy.zero_optimization.offload_optimizer.device=
   'cpu'``, which takes the fp32 master copy along), and an EMA copy;
 * forward/backward: one training step traced (:class:`LiveTensors`) at two
