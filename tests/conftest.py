@@ -159,3 +159,15 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'scenario: a reliability scenario (fault injection, '
         'distributed run, hostile input); counted in the summary line')
+    config.addinivalue_line(
+        'markers', 'slow: takes tens of seconds; run first, so that the '
+        'parallel workers (pytest -n) are not left waiting on one of them '
+        'at the end')
+
+
+def pytest_collection_modifyitems(config, items):
+    # Modules with a slow test first (each kept whole, for its module
+    # fixtures): the workers then finish together instead of one waiting on
+    # the other's last long test.
+    slow = {item.module for item in items if item.get_closest_marker('slow')}
+    items.sort(key=lambda item: item.module not in slow)

@@ -66,6 +66,7 @@ def _teacher_forward_flops(name: str, pixels: int) -> int:
         torch.randn(1, 77, cfg.cross_attention_dim), **kwargs))
 
 
+@pytest.mark.slow
 def test_training_rows_carry_mfu_and_the_flops_behind_it(suite):
     result, _ = suite
     tiny = PRESETS['tiny']

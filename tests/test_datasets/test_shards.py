@@ -404,6 +404,7 @@ def _keys(work_dir):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_sees_the_keys_of_one_straight_run(tmp_path):
     """The toy distillation trains from shards with buckets, 2 workers; a
     run stopped by SIGTERM after 3 of 6 iterations and resumed trains on

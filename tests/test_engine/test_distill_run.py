@@ -4,6 +4,7 @@ import json
 import os
 import os.path as osp
 
+import pytest
 import torch
 from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 
@@ -11,6 +12,7 @@ from diffkd.apis import load_pipeline
 from tests.conftest import run_config
 
 
+@pytest.mark.slow
 def test_toy_ssd1b_distillation_exports_a_diffusers_student(tmp_path,
                                                             toy_sdxl):
     work = run_config(

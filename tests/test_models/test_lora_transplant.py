@@ -95,6 +95,7 @@ def kd(files, toy_sdxl):
                 work_dir=str(tmp / 'work'))
 
 
+@pytest.mark.slow
 def test_kd_pass_trains_only_the_student_lora(files, kd):
     before, model = kd['before'], kd['model']
     student, teacher = model.student.unet, model.teacher

@@ -131,6 +131,7 @@ def test_ddp_two_processes_match_one_process(one_process, tmp_path):
     assert not list(work.glob('.tmp-*'))
 
 
+@pytest.mark.slow
 @pytest.mark.scenario
 def test_fsdp_two_processes_match_one_process(one_process, tmp_path):
     """FSDP through DiffusionFlexibleRunner, launched the way ``mim train --launcher

@@ -5,6 +5,7 @@ import glob
 import json
 import os.path as osp
 
+import pytest
 from mmengine.config import Config
 
 from tests.conftest import REPO, run_tool
@@ -37,6 +38,7 @@ def test_ablation_configs_share_everything_but_the_kd_terms():
         assert cfgs['feature_kd'].model.features in ('bk_sdm', 'layers')
 
 
+@pytest.mark.slow
 def test_ablation_tool_trains_evaluates_and_tabulates(tmp_path, toy_sdxl):
     configs = [osp.join(ABLATION, 'ssd_1b_task_only.py'),
                osp.join(ABLATION, 'ssd_1b_feature_kd.py')]

@@ -44,6 +44,7 @@ def test_engine_and_reference_report_the_same_math(tmp_path, toy_sdxl):
         res['engine']['peak_mem_bytes'] / res['reference']['peak_mem_bytes'])
 
 
+@pytest.mark.slow
 def test_real_architecture_with_random_weights(tmp_path):
     """A shipped GPU config, run offline: BK-SDM-Tiny from SD-1.4 with the
     published architectures and random weights, on toy data at 64 px."""
