@@ -1,6 +1,6 @@
 # configs/toy/ssd_1b_distill_toy.py, which reads precomputed VAE latents and
 # text embeddings by default: a step runs no VAE and no text encoder. The
-# cache holds 4 random crops/flips per image (with the time_ids each was
+# cache holds 2 random crops/flips per image (with the time_ids each was
 # made with) and is filled on first use, or beforehand with
 #   python tools/cache_latents.py configs/toy/ssd_1b_distill_cached_toy.py
 # Here it is kept in the work_dirs folder named below.
