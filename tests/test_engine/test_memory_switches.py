@@ -73,7 +73,10 @@ def test_adamw8bit_without_bitsandbytes_says_what_to_install(monkeypatch):
 
 
 def test_adamw8bit_tracks_adamw_with_one_byte_per_state():
-    pytest.importorskip('bitsandbytes')
+    pytest.importorskip(
+        'bitsandbytes', reason='AdamW8bit runs bitsandbytes, which the '
+        'tests extra leaves out (it slows every peft import); pip install '
+        '"diffkd[memory]" runs this test')
     runs = {}
     for name in ('AdamW', 'AdamW8bit'):
         net = toy_net()

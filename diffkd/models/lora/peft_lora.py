@@ -71,7 +71,8 @@ def add_lora_from_config(model: nn.Module, cfg: Dict) -> None:
                      default_targets=TEXT_ENCODER_TARGETS, **common)
     if cfg.get('weights'):
         path = lora_file(cfg['weights'])
-        state, _ = read_lora_file(path)
+        content = read_lora_file(path)
+        state = content[0]
         components = ['unet'] + [n for n in model.text_encoder_names
                                  if cfg.get('text_encoder')]
         extra = sorted({k.split('.')[0] for k in state} - set(components))
@@ -81,7 +82,7 @@ def add_lora_from_config(model: nn.Module, cfg: Dict) -> None:
                 f'adapter here (adapters on: {components}); set '
                 'lora.text_encoder=True to train text-encoder LoRA too')
         for name in components:
-            set_lora_weights(getattr(model, name), path, name)
+            set_lora_weights(getattr(model, name), path, name, content)
 
 
 def lora_candidates(module: nn.Module) -> Sequence[str]:
@@ -137,10 +138,11 @@ def read_lora_file(path: str) -> Tuple[Dict[str, torch.Tensor], Dict]:
     return state, json.loads(raw) if raw else {}
 
 
-def _component_part(path: str, component: str):
-    """``component``'s tensors and adapter config in a LoRA file, without
-    the ``component.`` prefix."""
-    state, meta = read_lora_file(path)
+def _component_part(path: str, state: Dict[str, torch.Tensor], meta: Dict,
+                    component: str):
+    """``component``'s tensors and adapter config in a LoRA file's
+    ``state`` and ``meta`` (:func:`read_lora_file`), without the
+    ``component.`` prefix."""
     cut = len(component) + 1
     part = {k[cut:]: v for k, v in state.items()
             if k.startswith(component + '.')}
@@ -154,14 +156,18 @@ def _component_part(path: str, component: str):
 
 
 def set_lora_weights(module: nn.Module, path: str,
-                     component: str = 'unet') -> None:
+                     component: str = 'unet',
+                     content: Optional[Tuple[Dict, Dict]] = None) -> None:
     """Put a LoRA file's ``component`` weights into the adapter already on
     ``module`` (:func:`add_lora`). File and adapter must match exactly:
     the same layers, shapes and, where the file records them, rank and
-    alpha; anything else is an error naming the first differences."""
+    alpha; anything else is an error naming the first differences.
+    ``content``: the file's :func:`read_lora_file` result, when the caller
+    has read it already."""
     from peft.utils import set_peft_model_state_dict
     path = lora_file(path)
-    part, meta = _component_part(path, component)
+    part, meta = _component_part(path, *(content or read_lora_file(path)),
+                                 component)
     config = next(iter(module.peft_config.values()))
     for key in ('r', 'lora_alpha', 'use_dora'):
         if key in meta and meta[key] != getattr(config, key):
@@ -201,7 +207,7 @@ def load_lora_file(unet: nn.Module, path: str) -> nn.Module:
             f'{path} holds LoRA weights beside the UNet\'s ({others[0]} ...); '
             'a distillation teacher is a UNet that shares the student\'s '
             'text encoders, so only a UNet LoRA can be loaded into it')
-    part, _ = _component_part(path, 'unet')
+    part, _ = _component_part(path, state, meta, 'unet')
     unet.load_lora_adapter(state, prefix='unet', metadata=meta or None,
                            adapter_name='default')
     unexpected = sorted(set(part) - set(lora_state_dict(unet)))
