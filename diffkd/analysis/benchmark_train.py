@@ -48,12 +48,12 @@ def _stderr(msg: str):
     print(msg, file=sys.stderr, flush=True)
 
 
-def _published_names(node) -> List[str]:
+def published_names(node) -> List[str]:
     """Known hub ids named anywhere in a config, not found locally."""
     if isinstance(node, dict):
-        return [n for v in node.values() for n in _published_names(v)]
+        return [n for v in node.values() for n in published_names(v)]
     if isinstance(node, (list, tuple)):
-        return [n for v in node for n in _published_names(v)]
+        return [n for v in node for n in published_names(v)]
     if isinstance(node, str) and node in KNOWN_TEACHERS and not osp.isdir(
             node):
         return [node]
@@ -71,12 +71,14 @@ def _replace_names(node, folders: Dict[str, str]):
 
 def use_random_weights(cfg, folder: str,
                        log: Callable[[str], None] = _stderr,
-                       reuse: bool = False) -> Dict[str, str]:
+                       reuse: bool = False,
+                       width_divisor: int = 1) -> Dict[str, str]:
     """Point the config's published models at random-weight copies of
     their architecture written under ``folder``; returns name -> copy.
     ``reuse``: a copy already complete in ``folder`` (written by an earlier
-    call) is used as it is."""
-    names = sorted(set(_published_names(cfg._cfg_dict.to_dict())))
+    call) is used as it is. ``width_divisor``: copies with every width
+    divided by it (same topology)."""
+    names = sorted(set(published_names(cfg._cfg_dict.to_dict())))
     if not names:
         raise SystemExit(f'--random-weights: the config names no published '
                          f'model ({sorted(KNOWN_TEACHERS)}) missing locally')
@@ -89,7 +91,8 @@ def use_random_weights(cfg, folder: str,
             folders[name] = osp.abspath(out)
             continue
         log(f'benchmark: {name} -> random weights')
-        folders[name] = save_random_pipeline(name, out)
+        folders[name] = save_random_pipeline(name, out,
+                                             width_divisor=width_divisor)
         open(done, 'w').close()  # written last: the copy is whole
         release_freed_memory()
     for key in ('model', 'train_dataloader'):

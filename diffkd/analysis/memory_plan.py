@@ -44,13 +44,12 @@ import torch
 from mmengine.config import Config
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from diffkd.analysis.benchmark_train import (_published_names,
-                                             _replace_names, encoder_modules,
-                                             use_toy_data)
+from diffkd.analysis.benchmark_train import (encoder_modules,
+                                             published_names,
+                                             use_random_weights, use_toy_data)
 from diffkd.models.diffusion.random_init import (ARCHITECTURES,
                                                  architecture_of,
-                                                 random_unet_config,
-                                                 save_random_pipeline)
+                                                 random_unet_config)
 from diffkd.utils.paths import find_config
 from diffkd.utils.profiling import PeakMemory, release_freed_memory
 
@@ -131,7 +130,7 @@ def full_width_counts(cfg: Config) -> Dict[str, int]:
 
     from diffkd.models.compression import build_compression
     from diffkd.models.diffusion.random_init import _text_encoder
-    names = sorted(set(_published_names(cfg._cfg_dict.to_dict())))
+    names = sorted(set(published_names(cfg._cfg_dict.to_dict())))
     if len(names) != 1:
         raise ValueError(f'memory plan: the config names {names or "no"} '
                          'published model; one architecture is planned')
@@ -255,12 +254,9 @@ def _runnable(cfg: Config, width_divisor: int, folder: str) -> Config:
     yet planned from the config instead (they do not change the step's
     activations)."""
     cfg = copy.deepcopy(cfg)
-    names = sorted(set(_published_names(cfg._cfg_dict.to_dict())))
-    folders = {n: save_random_pipeline(
-        n, osp.join(folder, n.replace('/', '--')),
-        width_divisor=width_divisor) for n in names}
-    if folders:
-        cfg.model = _replace_names(cfg.model, folders)
+    if published_names(cfg._cfg_dict.to_dict()):
+        use_random_weights(cfg, folder, log=lambda msg: None,
+                           width_divisor=width_divisor)
     student = cfg.model.student if cfg.model.type == 'DiffusionDistiller' \
         else cfg.model
     student.pop('dtype', None)
@@ -478,7 +474,7 @@ def plan(config, batch: int = 1, resolution: int = 1024,
         cfg.model.student.gradient_checkpointing = sw.gradient_checkpointing
     else:
         cfg.model.gradient_checkpointing = sw.gradient_checkpointing
-    published = bool(_published_names(cfg._cfg_dict.to_dict()))
+    published = bool(published_names(cfg._cfg_dict.to_dict()))
     if width_divisor is None:
         width_divisor = 8 if published else 1
     notes = []

@@ -131,7 +131,7 @@ def test_random_weights_are_written_once_and_reused(tmp_path, monkeypatch):
     import diffkd.analysis.benchmark_train as bt
     written = []
 
-    def save(name, out_dir):
+    def save(name, out_dir, width_divisor=1):
         written.append(name)
         os.makedirs(out_dir, exist_ok=True)
         return osp.abspath(out_dir)
